@@ -1,0 +1,32 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "relay",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "relay", targets: ["RelayNode"]),
+        .library(name: "Reactor", targets: ["Reactor"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // C: what Glibc does not export (epoll, eventfd, signalfd, accept4).
+        .target(name: "CReactor"),
+        .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl",
+                       providers: [.apt(["libssl-dev"])]),
+        .target(name: "Reactor", dependencies: ["CReactor"]),
+        // Sans-I/O codecs: bytes in, events out.
+        .target(name: "Framing", dependencies: ["COpenSSL"]),
+        .executableTarget(name: "RelayNode", dependencies: [
+            "Reactor", "Framing",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "ReactorTests", dependencies: ["Reactor"]),
+        .testTarget(name: "FramingTests", dependencies: ["Framing"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

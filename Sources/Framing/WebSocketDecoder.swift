@@ -1,0 +1,232 @@
+/// Sans-I/O RFC 6455 frame decoder: bytes in, events out.
+///
+/// Works over any split of the input. A message that is one frame lying
+/// entirely inside the fed buffer is unmasked in place and delivered without
+/// a copy; only the bytes of an incomplete frame or message are copied into
+/// storage that exists just until that message is delivered.
+public struct WebSocketDecoder: ~Copyable {
+    private enum Phase: Equatable {
+        case awaitingHeader
+        case readingPayload
+        /// A close frame was delivered; later bytes are ignored.
+        case closed
+        /// A protocol error was reported; it is reported again on every feed.
+        case failed(WebSocketDecodeFailure)
+    }
+
+    private let expectMasked: Bool
+    private let maxMessageSize: Int
+    private var phase = Phase.awaitingHeader
+    private var partialHeader = PartialFrameHeader()
+
+    /// The frame whose payload is being read, and how much of it is missing.
+    private var frame = WebSocketFrameHeader(fin: true, opcode: .binary, maskKey: nil, payloadLength: 0)
+    private var frameRemaining = 0
+    private var maskPhase = 0
+
+    /// The text/binary message in progress (single or fragmented), if any.
+    private var messageOpcode: WebSocketOpcode? = nil
+    private var utf8 = UTF8Validator()
+    /// Payload of the message in progress when it is not delivered in place.
+    private var message = AssemblyBuffer()
+    /// Payload of a control frame split across feeds (≤ 125 bytes).
+    private var control = AssemblyBuffer()
+
+    public init(configuration: WebSocketDecoderConfiguration = .init()) {
+        expectMasked = configuration.expectMasked
+        maxMessageSize = configuration.maxMessageSize
+    }
+
+    /// Heap bytes currently held for incomplete frames and messages; 0 when idle.
+    public var bufferedCapacity: Int { message.capacity + control.capacity }
+
+    /// Unmasks in place, emits every complete event; keeps (copies) only the
+    /// bytes of an incomplete frame/message. Returns nil, or the protocol
+    /// error (after which the decoder is dead and further feeds return the
+    /// same error). Bytes after a close frame are ignored.
+    public mutating func feed(
+        _ input: UnsafeMutableRawBufferPointer, _ onEvent: (WebSocketEvent) -> Void
+    ) -> WebSocketDecodeError? {
+        switch phase {
+        case .failed(let failure): return failure.error
+        case .closed: return nil
+        case .awaitingHeader, .readingPayload: break
+        }
+        do {
+            try decode(input, onEvent)
+            return nil
+        } catch {
+            phase = .failed(error)
+            message.release()
+            control.release()
+            return error.error
+        }
+    }
+
+    private mutating func decode(
+        _ input: UnsafeMutableRawBufferPointer, _ onEvent: (WebSocketEvent) -> Void
+    ) throws(WebSocketDecodeFailure) {
+        guard let base = input.baseAddress else { return }
+        let end = input.count
+        var offset = 0
+        // Set when the current frame's header completed during this feed:
+        // only then can its payload still be wholly inside `input`.
+        var headerCompletedHere = false
+        // Offset of the header's first byte when the whole header is in `input`.
+        var frameStart: Int? = nil
+
+        while true {
+            if phase == .awaitingHeader {
+                guard offset < end else { return }
+                let start = partialHeader.isEmpty ? offset : nil
+                guard let header = try readHeader(base, end: end, offset: &offset) else { return }
+                try begin(header)
+                headerCompletedHere = true
+                frameStart = start
+                phase = .readingPayload
+            }
+            let frameDone = try readPayload(
+                base, end: end, offset: &offset,
+                headerCompletedHere: headerCompletedHere, frameStart: frameStart, onEvent)
+            guard frameDone else { return }
+            if phase == .closed { return }
+            phase = .awaitingHeader
+        }
+    }
+
+    /// Returns the next header, or nil when the input ends inside it (the
+    /// bytes seen so far are then kept in `partialHeader`).
+    private mutating func readHeader(
+        _ base: UnsafeMutableRawPointer, end: Int, offset: inout Int
+    ) throws(WebSocketDecodeFailure) -> WebSocketFrameHeader? {
+        if partialHeader.isEmpty && end - offset >= 2 {
+            let first = base.load(fromByteOffset: offset, as: UInt8.self)
+            let second = base.load(fromByteOffset: offset + 1, as: UInt8.self)
+            try checkLeadingBytes(first, second)
+            let size = WebSocketFrameHeader.size(secondByte: second)
+            if end - offset >= size {
+                // Fast path: the whole header is in the input.
+                let header = try WebSocketFrameHeader.parse(base + offset)
+                offset += size
+                return header
+            }
+        }
+        guard partialHeader.gather(from: base, offset: &offset, end: end, upTo: 2) else { return nil }
+        let second = partialHeader.byte(at: 1)
+        try checkLeadingBytes(partialHeader.byte(at: 0), second)
+        let size = WebSocketFrameHeader.size(secondByte: second)
+        guard partialHeader.gather(from: base, offset: &offset, end: end, upTo: size) else { return nil }
+        let header = try partialHeader.parse()
+        partialHeader.clear()
+        return header
+    }
+
+    private func checkLeadingBytes(_ first: UInt8, _ second: UInt8) throws(WebSocketDecodeFailure) {
+        try WebSocketFrameHeader.checkLeadingBytes(
+            first, second, expectMasked: expectMasked, messageInProgress: messageOpcode != nil)
+    }
+
+    private mutating func begin(_ header: WebSocketFrameHeader) throws(WebSocketDecodeFailure) {
+        if !header.opcode.isControl {
+            // Everything received of a message in progress is in `message`,
+            // so the limit is enforced before any of this payload is buffered.
+            let received = header.opcode == .continuation ? message.count : 0
+            guard header.payloadLength <= maxMessageSize - received else { throw .messageTooBig }
+            if header.opcode != .continuation {
+                messageOpcode = header.opcode
+                utf8.reset()
+            }
+        }
+        frame = header
+        frameRemaining = header.payloadLength
+        maskPhase = 0
+    }
+
+    /// Consumes as much of the current frame's payload as the input holds.
+    /// Returns true when the frame is complete (and its event, if any, sent).
+    private mutating func readPayload(
+        _ base: UnsafeMutableRawPointer, end: Int, offset: inout Int,
+        headerCompletedHere: Bool, frameStart: Int?, _ onEvent: (WebSocketEvent) -> Void
+    ) throws(WebSocketDecodeFailure) -> Bool {
+        let payloadOffset = offset
+        let chunkLength = min(end - offset, frameRemaining)
+        let chunk = UnsafeMutableRawBufferPointer(start: base + offset, count: chunkLength)
+        if let key = frame.maskKey {
+            maskPhase = webSocketUnmask(chunk, key: key, phase: maskPhase)
+        }
+        let wholeFrameInInput = headerCompletedHere && chunkLength == frameRemaining
+        offset += chunkLength
+        frameRemaining -= chunkLength
+        let bytes = UnsafeRawBufferPointer(chunk)
+
+        if frame.opcode.isControl {
+            if wholeFrameInInput {
+                try deliverControl(bytes, onEvent)
+                return true
+            }
+            control.append(bytes, finalCount: frame.payloadLength, limit: 125)
+            guard frameRemaining == 0 else { return false }
+            try deliverControl(control.bytes, onEvent)
+            control.release()
+            return true
+        }
+
+        let opcode = messageOpcode!  // set by `begin` or by the first fragment
+        // Fail fast: validate text as it arrives, not when the message ends.
+        if opcode == .text && !utf8.validate(bytes) { throw .invalidUTF8Text }
+
+        if wholeFrameInInput && frame.fin && frame.opcode != .continuation {
+            // Zero copy: the payload is delivered where it lies in the input.
+            if opcode == .text && !utf8.isComplete { throw .invalidUTF8Text }
+            let location = frameStart.map { WebSocketPayloadLocation.input(frameStart: $0, payloadOffset: payloadOffset) }
+            messageOpcode = nil
+            onEvent(.message(opcode: opcode, payload: bytes, location: location ?? .assembled))
+            return true
+        }
+
+        let finalCount = frame.fin ? message.count + chunkLength + frameRemaining : nil
+        message.append(bytes, finalCount: finalCount, limit: maxMessageSize)
+        guard frameRemaining == 0 else { return false }
+        if frame.fin {
+            if opcode == .text && !utf8.isComplete { throw .invalidUTF8Text }
+            messageOpcode = nil
+            onEvent(.message(opcode: opcode, payload: message.bytes, location: .assembled))
+            message.release()
+        }
+        return true
+    }
+
+    private mutating func deliverControl(
+        _ payload: UnsafeRawBufferPointer, _ onEvent: (WebSocketEvent) -> Void
+    ) throws(WebSocketDecodeFailure) {
+        switch frame.opcode {
+        case .ping:
+            onEvent(.ping(payload))
+        case .pong:
+            onEvent(.pong(payload))
+        default:
+            let (code, reason) = try Self.validateClosePayload(payload)
+            phase = .closed
+            message.release()
+            onEvent(.close(code: code, reason: reason))
+        }
+    }
+
+    /// RFC 6455 §5.5.1 and §7.4: empty, or a valid 2-byte code then UTF-8.
+    private static func validateClosePayload(
+        _ payload: UnsafeRawBufferPointer
+    ) throws(WebSocketDecodeFailure) -> (UInt16?, UnsafeRawBufferPointer) {
+        if payload.isEmpty { return (nil, payload) }
+        guard payload.count >= 2 else { throw .closePayloadOneByte }
+        let code = UInt16(payload[0]) << 8 | UInt16(payload[1])
+        guard WebSocketCloseCode.isValidOnWire(code) else { throw .invalidCloseCode }
+        let reason = UnsafeRawBufferPointer(rebasing: payload[2...])
+        var validator = UTF8Validator()
+        guard validator.validate(reason), validator.isComplete else { throw .invalidUTF8CloseReason }
+        return (code, reason)
+    }
+}
+
+// The decoder's heap storage is owned exclusively by it and, being
+// noncopyable, it cannot be shared: moving it to another isolation domain is safe.
+extension WebSocketDecoder: @unchecked Sendable {}

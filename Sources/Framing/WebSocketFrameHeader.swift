@@ -1,0 +1,82 @@
+/// A parsed frame header (RFC 6455 §5.2).
+struct WebSocketFrameHeader {
+    var fin: Bool
+    var opcode: WebSocketOpcode
+    /// Key bytes in wire order as a big-endian number; nil when unmasked.
+    var maskKey: UInt32?
+    var payloadLength: Int
+
+    /// Largest header: 2 fixed bytes, 8 length bytes, 4 key bytes.
+    static let maxSize = 14
+
+    /// Header size, known once the second byte has arrived.
+    static func size(secondByte: UInt8) -> Int {
+        let lengthBytes: Int
+        switch secondByte & 0x7F {
+        case 126: lengthBytes = 2
+        case 127: lengthBytes = 8
+        default: lengthBytes = 0
+        }
+        return 2 + lengthBytes + (secondByte & 0x80 != 0 ? 4 : 0)
+    }
+
+    /// Everything the first two bytes decide, checked before waiting for the
+    /// rest of the header so that bad frames fail as early as possible.
+    static func checkLeadingBytes(
+        _ first: UInt8, _ second: UInt8, expectMasked: Bool, messageInProgress: Bool
+    ) throws(WebSocketDecodeFailure) {
+        // No extension is ever negotiated, so RSV1-3 must be clear (§5.2).
+        guard first & 0x70 == 0 else { throw .reservedBitsSet }
+        guard let opcode = WebSocketOpcode(rawValue: first & 0x0F) else { throw .reservedOpcode }
+        let fin = first & 0x80 != 0
+        if opcode.isControl {
+            // §5.5: control frames are never fragmented and carry ≤ 125 bytes.
+            guard fin else { throw .fragmentedControlFrame }
+            guard second & 0x7F <= 125 else { throw .controlFrameTooLong }
+        } else if opcode == .continuation {
+            guard messageInProgress else { throw .unexpectedContinuation }
+        } else {
+            guard !messageInProgress else { throw .expectedContinuation }
+        }
+        let masked = second & 0x80 != 0
+        if expectMasked {
+            guard masked else { throw .unmaskedClientFrame }
+        } else {
+            guard !masked else { throw .maskedServerFrame }
+        }
+    }
+
+    /// Parses a complete header of `size(secondByte:)` bytes whose leading
+    /// bytes already passed `checkLeadingBytes`.
+    static func parse(_ bytes: UnsafeRawPointer) throws(WebSocketDecodeFailure) -> WebSocketFrameHeader {
+        let first = bytes.load(as: UInt8.self)
+        let second = bytes.load(fromByteOffset: 1, as: UInt8.self)
+        var offset = 2
+        var length: Int
+        switch second & 0x7F {
+        case 126:
+            let wide = UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
+            guard wide >= 126 else { throw .nonMinimalLength }
+            length = Int(wide)
+            offset = 4
+        case 127:
+            let wide = UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 2, as: UInt64.self))
+            guard wide & (1 << 63) == 0 else { throw .lengthTopBitSet }
+            guard wide > 0xFFFF else { throw .nonMinimalLength }
+            // Only a 32-bit Int can fail here, and no such message fits anyway.
+            guard let exact = Int(exactly: wide) else { throw .messageTooBig }
+            length = exact
+            offset = 10
+        case let short:
+            length = Int(short)
+        }
+        let maskKey: UInt32? = second & 0x80 != 0
+            ? UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
+            : nil
+        return WebSocketFrameHeader(
+            fin: first & 0x80 != 0,
+            opcode: WebSocketOpcode(rawValue: first & 0x0F)!,  // checked by checkLeadingBytes
+            maskKey: maskKey,
+            payloadLength: length)
+    }
+}

@@ -1,0 +1,285 @@
+import Glibc
+import CReactor
+
+/// One thread running `epoll_wait` over its own descriptors, timers and
+/// mailbox (in the manner of Redis's ae.c).
+///
+/// Level-triggered epoll, chosen because a connection reads at most one
+/// buffer per turn (fairness between busy and quiet connections): with
+/// level triggering the kernel reminds us of what is left, so no connection
+/// needs a "still readable" list; the cost is an `epoll_ctl` to arm or disarm
+/// EPOLLOUT, which happens only when a socket buffer fills.
+///
+/// Threading: everything but `execute`, `stop` and the immutable fields is
+/// confined to the loop's thread. Other threads reach the loop only through
+/// `execute` (the mailbox).
+public final class EventLoop: @unchecked Sendable {
+    public typealias Job = @Sendable () -> Void
+
+    public let index: Int
+    private let epfd: Int32
+    private let mailbox: Mailbox<Job>
+
+    // --- Loop thread only below this line. ---
+    private struct Registration {
+        var handler: Selectable?
+        var generation: UInt32 = 0
+    }
+    /// Indexed by fd. The generation is packed beside the fd in epoll's data
+    /// so that an event for a closed-and-reused fd is recognised and dropped.
+    private var registrations: [Registration] = []
+    private var generation: UInt32 = 0
+    var timers = TimerHeap()
+    private var timerSequence: UInt64 = 0
+    private var dirty: [Flushable] = []
+    private var deferred: [() -> Void] = []
+    private var stopping = false
+    private var threadID: pthread_t?
+    private let events: UnsafeMutablePointer<creactor_event>
+    private static let maxEvents = 256
+
+    /// Scratch space for one `writev` (IOV_MAX entries), shared by the loop's connections.
+    public let iovecs: UnsafeMutablePointer<iovec>
+    /// The loop's read buffer, shared by its connections.
+    public let readBuffer: ReadBuffer
+    /// Start time of the turn being run (monotonic ns); cheap "now" for handlers.
+    public private(set) var turnStart: UInt64 = 0
+    /// Turn duration statistics (for metrics).
+    public private(set) var turns: UInt64 = 0
+    public private(set) var busyNanos: UInt64 = 0
+
+    public init(index: Int = 0) throws(SystemError) {
+        self.index = index
+        epfd = creactor_epoll_create()
+        if epfd < 0 { throw SystemError("epoll_create1") }
+        do {
+            mailbox = try Mailbox()
+        } catch {
+            Glibc.close(epfd)
+            throw error
+        }
+        events = .allocate(capacity: Self.maxEvents)
+        iovecs = .allocate(capacity: Int(CREACTOR_IOV_MAX))
+        readBuffer = ReadBuffer()
+        try register(fd: mailbox.eventFD, events: CREACTOR_EPOLLIN, handler: MailboxReader(loop: self))
+    }
+
+    deinit {
+        events.deallocate()
+        iovecs.deallocate()
+    }
+
+    /// True on the loop's own thread.
+    public var inLoop: Bool {
+        guard let t = threadID else { return false }
+        return pthread_equal(t, pthread_self()) != 0
+    }
+
+    // MARK: Descriptors
+
+    public func register(fd: Int32, events: UInt32, handler: Selectable) throws(SystemError) {
+        let i = Int(fd)
+        if i >= registrations.count {
+            registrations.append(contentsOf: repeatElement(Registration(), count: max(i + 1, registrations.count * 2) - registrations.count))
+        }
+        generation &+= 1
+        registrations[i] = Registration(handler: handler, generation: generation)
+        if creactor_epoll_add(epfd, fd, events, Self.pack(fd, generation)) != 0 {
+            let e = SystemError("epoll_ctl(ADD)")
+            registrations[i] = Registration()
+            throw e
+        }
+    }
+
+    public func modify(fd: Int32, events: UInt32) {
+        let r = registrations[Int(fd)]
+        _ = creactor_epoll_mod(epfd, fd, events, Self.pack(fd, r.generation))
+    }
+
+    /// Forgets `fd`; call before closing it.
+    public func deregister(fd: Int32) {
+        guard Int(fd) < registrations.count, registrations[Int(fd)].handler != nil else { return }
+        _ = creactor_epoll_del(epfd, fd)
+        registrations[Int(fd)] = Registration()
+    }
+
+    @inline(__always)
+    private static func pack(_ fd: Int32, _ generation: UInt32) -> UInt64 {
+        UInt64(generation) << 32 | UInt64(UInt32(bitPattern: fd))
+    }
+
+    // MARK: Work from this and other threads
+
+    /// Runs `job` on the loop: later in this turn when called on the loop,
+    /// else through the mailbox. Returns false if the loop has stopped.
+    @discardableResult
+    public func execute(_ job: @escaping Job) -> Bool {
+        if inLoop {
+            deferred.append(job)
+            return true
+        }
+        return mailbox.post(job)
+    }
+
+    /// Loop thread: runs `body` after this turn's events.
+    public func runLater(_ body: @escaping () -> Void) {
+        deferred.append(body)
+    }
+
+    /// Loop thread: `body` runs after `nanoseconds` unless the timer is cancelled.
+    @discardableResult
+    public func schedule(afterNanoseconds nanoseconds: UInt64, _ body: @escaping () -> Void) -> LoopTimer {
+        timerSequence &+= 1
+        let t = LoopTimer(deadline: MonotonicClock.now() &+ nanoseconds, sequence: timerSequence, loop: self, body: body)
+        timers.insert(t)
+        return t
+    }
+
+    /// Loop thread: write `target`'s queue at the end of this turn (once per turn).
+    @inline(__always)
+    public func scheduleFlush(_ target: Flushable) {
+        dirty.append(target)
+    }
+
+    /// Any thread: ask the loop to finish its turn and close everything it owns.
+    public func stop() {
+        _ = execute { [unowned self] in self.stopping = true }
+    }
+
+    // MARK: The loop
+
+    /// Runs turns until `stop()`, then closes every descriptor the loop owns.
+    public func run() {
+        threadID = pthread_self()
+        while !stopping {
+            let n = creactor_epoll_wait(epfd, events, Int32(Self.maxEvents), pollTimeout())
+            turnStart = MonotonicClock.now()
+            for i in 0..<Int(max(n, 0)) {
+                let ev = events[i]
+                let fd = Int(UInt32(truncatingIfNeeded: ev.data))
+                let gen = UInt32(truncatingIfNeeded: ev.data >> 32)
+                guard fd < registrations.count, registrations[fd].generation == gen,
+                      let handler = registrations[fd].handler else { continue }
+                handler.handleEvents(ev.events)
+            }
+            runExpiredTimers()
+            runDeferred()
+            flushDirty()
+            turns &+= 1
+            busyNanos &+= MonotonicClock.now() &- turnStart
+        }
+        closeEverything()
+    }
+
+    /// Milliseconds epoll may sleep: 0 with work pending, until the next
+    /// timer (rounded up), or forever.
+    private func pollTimeout() -> Int32 {
+        if !deferred.isEmpty || !dirty.isEmpty { return 0 }
+        guard let next = timers.first else { return -1 }
+        let now = MonotonicClock.now()
+        if next.deadline <= now { return 0 }
+        let ms = (next.deadline - now + 999_999) / 1_000_000
+        return Int32(min(ms, UInt64(Int32.max)))
+    }
+
+    private func runExpiredTimers() {
+        guard !timers.isEmpty else { return }
+        let now = MonotonicClock.now()
+        while let t = timers.first, t.deadline <= now {
+            _ = timers.popFirst()
+            let body = t.body
+            t.body = nil
+            body?()
+        }
+    }
+
+    private func runDeferred() {
+        // Jobs deferred by these jobs run in the next pass of this loop, so a
+        // job that keeps deferring cannot starve the poll.
+        var rounds = 0
+        while !deferred.isEmpty && rounds < 4 {
+            let jobs = deferred
+            deferred.removeAll(keepingCapacity: true)
+            for job in jobs { job() }
+            rounds += 1
+        }
+    }
+
+    private func flushDirty() {
+        // A flush can make a handler queue more (e.g. after a drain): those
+        // targets land in `dirty` again and are flushed in the next pass.
+        var rounds = 0
+        while !dirty.isEmpty && rounds < 2 {
+            let targets = dirty
+            dirty.removeAll(keepingCapacity: true)
+            for t in targets { t.flushQueued() }
+            rounds += 1
+        }
+    }
+
+    /// Loop thread: SIGINT, SIGTERM and SIGHUP arrive here (signalfd) instead
+    /// of interrupting a thread. `EventLoopGroup` blocks them in every thread.
+    public func handleSignals(_ body: @escaping (Int32) -> Void) throws(SystemError) {
+        let fd = creactor_signalfd()
+        if fd < 0 { throw SystemError("signalfd") }
+        do {
+            try register(fd: fd, events: CREACTOR_EPOLLIN, handler: SignalReader(fd: fd, loop: self, body: body))
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
+    }
+
+    fileprivate func drainMailbox() {
+        mailbox.drain { job in job() }
+    }
+
+    private func closeEverything() {
+        mailbox.close()
+        for i in registrations.indices {
+            guard let h = registrations[i].handler else { continue }
+            if i == Int(mailbox.eventFD) { registrations[i] = Registration(); continue }
+            h.loopWillClose()
+            if registrations[i].handler != nil {
+                _ = creactor_epoll_del(epfd, Int32(i))
+                registrations[i] = Registration()
+            }
+        }
+        timers.removeAll()
+        deferred.removeAll()
+        dirty.removeAll()
+        Glibc.close(epfd)
+        threadID = nil
+    }
+}
+
+/// The mailbox's eventfd as a loop descriptor.
+private final class MailboxReader: Selectable {
+    unowned let loop: EventLoop
+    init(loop: EventLoop) { self.loop = loop }
+    func handleEvents(_ events: UInt32) { loop.drainMailbox() }
+    func loopWillClose() {}
+}
+
+/// A signalfd as a loop descriptor.
+private final class SignalReader: Selectable {
+    let fd: Int32
+    unowned let loop: EventLoop
+    let body: (Int32) -> Void
+    init(fd: Int32, loop: EventLoop, body: @escaping (Int32) -> Void) {
+        self.fd = fd
+        self.loop = loop
+        self.body = body
+    }
+    func handleEvents(_ events: UInt32) {
+        while true {
+            let signo = creactor_signalfd_read(fd)
+            if signo <= 0 { return }
+            body(signo)
+        }
+    }
+    func loopWillClose() {
+        loop.deregister(fd: fd)
+        Glibc.close(fd)
+    }
+}

@@ -1,0 +1,165 @@
+import Glibc
+import CReactor
+
+/// What `OutboundQueue.flush` achieved.
+public enum FlushResult: Equatable, Sendable {
+    /// Everything queued was written.
+    case drained
+    /// The socket buffer is full; wait for writability (arm EPOLLOUT).
+    case wouldBlock
+    /// The write failed (e.g. EPIPE, ECONNRESET).
+    case failed(SystemError)
+}
+
+/// The bytes waiting to leave one connection: a ring of slab slices, bounded
+/// in bytes, drained with one `writev` of up to `IOV_MAX` slices at a time.
+///
+/// Ownership: every queued slice holds one counted slab reference, released
+/// once its last byte is written (or when the queue is cleared).
+/// The bound: `enqueue` refuses a slice that would take the queue past
+/// `limit` bytes and returns false, leaving the decision (drop, lag, pause,
+/// close) to the connection's owner; `force` queues anyway (for small control
+/// frames whose loss would break the protocol). The ring's storage is freed
+/// whenever the queue drains, so an idle connection holds none.
+public struct OutboundQueue: ~Copyable {
+    private var ring: UnsafeMutablePointer<SlabSlice>?
+    private var capacity = 0      // a power of two, or 0
+    private var head = 0
+    public private(set) var count = 0
+    public private(set) var bytes = 0
+    public var limit: Int
+
+    public init(limit: Int) {
+        self.limit = limit
+    }
+
+    deinit {
+        for i in 0..<count { ring![(head + i) & (capacity - 1)].release() }
+        ring?.deallocate()
+    }
+
+    public var isEmpty: Bool { count == 0 }
+
+    /// Queues `slice` (retaining it) unless that would pass `limit`.
+    @inline(__always)
+    public mutating func enqueue(_ slice: SlabSlice, force: Bool = false) -> Bool {
+        if !force && bytes + slice.count > limit && count > 0 { return false }
+        if !force && slice.count > limit { return false }
+        if count == capacity { grow() }
+        slice.retain()
+        ring![(head + count) & (capacity - 1)] = slice
+        count += 1
+        bytes += slice.count
+        return true
+    }
+
+    private mutating func grow() {
+        let newCapacity = max(8, capacity * 2)
+        let fresh = UnsafeMutablePointer<SlabSlice>.allocate(capacity: newCapacity)
+        if let old = ring {
+            for i in 0..<count {
+                (fresh + i).initialize(to: old[(head + i) & (capacity - 1)])
+            }
+            old.deallocate()
+        }
+        ring = fresh
+        capacity = newCapacity
+        head = 0
+    }
+
+    /// Releases every queued slice and the ring.
+    public mutating func removeAll() {
+        while count > 0 {
+            ring![head].release()
+            head = (head + 1) & (capacity - 1)
+            count -= 1
+        }
+        bytes = 0
+        freeRing()
+    }
+
+    private mutating func freeRing() {
+        ring?.deallocate()
+        ring = nil
+        capacity = 0
+        head = 0
+    }
+
+    /// Writes as much as the socket takes, `IOV_MAX` slices per `writev`.
+    /// `iovecs` is scratch space for at least `IOV_MAX` entries (one per loop).
+    public mutating func flush(
+        iovecs: UnsafeMutablePointer<iovec>,
+        write: (UnsafePointer<iovec>, Int32) -> IOResult
+    ) -> FlushResult {
+        while count > 0 {
+            let n = min(count, Int(CREACTOR_IOV_MAX))
+            var requested = 0
+            for i in 0..<n {
+                let s = ring![(head + i) & (capacity - 1)]
+                iovecs[i] = iovec(iov_base: UnsafeMutableRawPointer(mutating: s.start), iov_len: s.count)
+                requested += s.count
+            }
+            switch write(iovecs, Int32(n)) {
+            case .bytes(let written):
+                consume(written)
+                if written < requested { return .wouldBlock }
+            case .wouldBlock:
+                return .wouldBlock
+            case .eof:
+                return .failed(SystemError("writev", code: EPIPE))
+            case .error(let e):
+                return .failed(e)
+            }
+        }
+        freeRing()
+        return .drained
+    }
+
+    /// Drops `written` bytes from the front, releasing finished slices.
+    private mutating func consume(_ written: Int) {
+        var left = written
+        bytes -= written
+        while left > 0 {
+            let slot = ring! + head
+            if slot.pointee.count <= left {
+                left -= slot.pointee.count
+                slot.pointee.release()
+                head = (head + 1) & (capacity - 1)
+                count -= 1
+            } else {
+                slot.pointee.start += left
+                slot.pointee.count -= left
+                left = 0
+            }
+        }
+    }
+
+    /// Visits queued slices front to back (for the owner's bookkeeping).
+    public func forEach(_ body: (SlabSlice) -> Void) {
+        for i in 0..<count { body(ring![(head + i) & (capacity - 1)]) }
+    }
+
+    /// Removes queued slices for which `drop` returns true, keeping the
+    /// first one if it is partly written (a frame must never be cut).
+    /// Returns how many were removed.
+    public mutating func removeAll(where drop: (SlabSlice) -> Bool, keepingFirst: Bool) -> Int {
+        guard count > 0 else { return 0 }
+        var kept = 0
+        var removed = 0
+        for i in 0..<count {
+            let slot = ring! + ((head + i) & (capacity - 1))
+            let s = slot.pointee
+            if !(keepingFirst && i == 0) && drop(s) {
+                bytes -= s.count
+                s.release()
+                removed += 1
+            } else {
+                ring![(head + kept) & (capacity - 1)] = s
+                kept += 1
+            }
+        }
+        count = kept
+        if count == 0 { freeRing() }
+        return removed
+    }
+}

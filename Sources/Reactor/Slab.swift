@@ -1,0 +1,129 @@
+import Glibc
+
+/// A block of bytes that slices share without copying.
+///
+/// Ownership: counting is loop-local. Every `SlabSlice` that is kept counts
+/// once in `refs`, a plain `Int` touched only by the loop that owns the slab;
+/// together those slices hold a single ARC reference, dropped when `refs`
+/// reaches zero. Another loop gets its own `Slab` object through
+/// `makeView()`: the view counts its slices on its own loop and holds one ARC
+/// reference to the origin (the only atomic operation per loop per batch).
+/// Hot paths therefore pay a plain increment per subscriber, never an atomic.
+public final class Slab {
+    /// First byte of the block.
+    public let base: UnsafeMutableRawPointer
+    public let capacity: Int
+    /// Bytes written so far; the next write lands at `base + used`.
+    public var used: Int = 0
+    /// Live counted references (slices and the creator's handle).
+    public private(set) var refs: Int = 1
+    /// For a view: the slab whose memory this is (kept alive by ARC).
+    private let origin: Slab?
+
+    private init(capacity: Int) {
+        base = UnsafeMutableRawPointer.allocate(byteCount: max(capacity, 1), alignment: 16)
+        self.capacity = capacity
+        origin = nil
+    }
+
+    private init(viewOf origin: Slab) {
+        base = origin.base
+        capacity = origin.capacity
+        used = origin.used
+        self.origin = origin
+    }
+
+    deinit {
+        if origin == nil { base.deallocate() }
+    }
+
+    /// A new slab with one counted reference (the caller's, to be dropped
+    /// with `release()`). The counted references hold one ARC reference
+    /// between them, so the slab outlives the caller's variable as long as
+    /// any slice counts.
+    public static func allocate(capacity: Int) -> Slab {
+        counted(Slab(capacity: capacity))
+    }
+
+    private static func counted(_ s: Slab) -> Slab {
+        _ = Unmanaged.passRetained(s)    // balanced by the last release()
+        return s
+    }
+
+    /// A slab holding a copy of `bytes`; one counted reference (the caller's).
+    public static func copying(_ bytes: UnsafeRawBufferPointer) -> Slab {
+        let s = allocate(capacity: bytes.count)
+        if let src = bytes.baseAddress, bytes.count > 0 {
+            s.base.copyMemory(from: src, byteCount: bytes.count)
+        }
+        s.used = bytes.count
+        return s
+    }
+
+    /// A slab holding a copy of `bytes`; one counted reference (the caller's).
+    public static func copying(_ bytes: [UInt8]) -> Slab {
+        bytes.withUnsafeBytes { copying($0) }
+    }
+
+    /// The same memory for use on another loop, with its own loop-local count
+    /// (one counted reference, the caller's). Create it on the origin's loop or
+    /// while the origin is otherwise kept alive.
+    public func makeView() -> Slab {
+        Slab.counted(Slab(viewOf: origin ?? self))
+    }
+
+    /// Count one more reference. Loop-local: never call from another thread.
+    @inline(__always)
+    public func retain() { refs &+= 1 }
+
+    /// Drop one counted reference; the last one frees the slab (or, for a
+    /// view, drops its hold on the origin).
+    @inline(__always)
+    public func release() {
+        refs &-= 1
+        if refs == 0 { Unmanaged.passUnretained(self).release() }
+    }
+
+    /// The whole written region as a slice (not counted: retain to keep it).
+    public var written: SlabSlice {
+        SlabSlice(slab: Unmanaged.passUnretained(self), start: UnsafeRawPointer(base), count: used)
+    }
+}
+
+/// A run of bytes inside a slab. A plain value: copying it does not count a
+/// reference; `retain()` / `release()` do. Whoever stores a slice beyond the
+/// call that handed it over must retain it, and release it exactly once.
+public struct SlabSlice {
+    public let slab: Unmanaged<Slab>
+    public var start: UnsafeRawPointer
+    public var count: Int
+
+    @inline(__always)
+    public init(slab: Unmanaged<Slab>, start: UnsafeRawPointer, count: Int) {
+        self.slab = slab
+        self.start = start
+        self.count = count
+    }
+
+    @inline(__always)
+    public func retain() { slab._withUnsafeGuaranteedRef { $0.retain() } }
+
+    @inline(__always)
+    public func release() { slab._withUnsafeGuaranteedRef { $0.release() } }
+
+    public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: start, count: count) }
+
+    /// A sub-range (not counted).
+    @inline(__always)
+    public func slice(from offset: Int, count: Int) -> SlabSlice {
+        precondition(offset >= 0 && count >= 0 && offset + count <= self.count, "slice out of range")
+        return SlabSlice(slab: slab, start: start + offset, count: count)
+    }
+
+    /// The same bytes in a view of the slab for another loop: a new slice
+    /// counted once in that view.
+    public func forAnotherLoop() -> SlabSlice {
+        let view = slab._withUnsafeGuaranteedRef { $0.makeView() }
+        return SlabSlice(slab: Unmanaged.passUnretained(view), start: start, count: count)
+    }
+}

@@ -1,0 +1,29 @@
+import Glibc
+
+/// A failed system call: which call, and the errno it left.
+public struct SystemError: Error, CustomStringConvertible, Sendable, Equatable {
+    public let operation: String
+    public let code: Int32
+
+    public init(_ operation: String, code: Int32 = errno) {
+        self.operation = operation
+        self.code = code
+    }
+
+    public var description: String {
+        "\(operation): \(String(cString: strerror(code))) (errno \(code))"
+    }
+}
+
+/// A socket set-up failure, worded for the person who started the process.
+public struct SocketError: Error, CustomStringConvertible, Sendable, Equatable {
+    public let message: String
+    public let code: Int32
+
+    public init(_ message: String, code: Int32) {
+        self.message = message
+        self.code = code
+    }
+
+    public var description: String { message }
+}

@@ -1,0 +1,95 @@
+import Glibc
+import CReactor
+@testable import Reactor
+
+extension ReactorSuite {
+@Suite struct OutboundQueueTests {
+    let iov = UnsafeMutablePointer<iovec>.allocate(capacity: Int(CREACTOR_IOV_MAX))
+
+    @Test func refusesPastTheByteBoundUnlessForced() {
+        var q = OutboundQueue(limit: 10)
+        let slab = Slab.copying([UInt8](repeating: 7, count: 8))
+        defer { slab.release() }
+        let s = slab.written
+        let first = q.enqueue(s)
+        let second = q.enqueue(s)              // 16 > 10: refused, nothing queued
+        #expect(first && !second)
+        var (count, bytes) = (q.count, q.bytes)
+        #expect(bytes == 8 && count == 1)
+        let forced = q.enqueue(s, force: true)
+        #expect(forced)
+        (count, bytes) = (q.count, q.bytes)
+        #expect(bytes == 16 && count == 2)
+        #expect(slab.refs == 3)
+        q.removeAll()
+        #expect(slab.refs == 1)
+    }
+
+    @Test func partialWritesResumeMidSliceAndReleaseWhatLeft() {
+        var q = OutboundQueue(limit: 1 << 20)
+        let slab = Slab.copying((0..<100).map { UInt8($0) })
+        defer { slab.release() }
+        let whole = slab.written
+        for i in 0..<10 { _ = q.enqueue(whole.slice(from: i * 10, count: 10)) }
+        #expect(q.count == 10)
+        var sink: [UInt8] = []
+        // A socket that takes 7 bytes per call, then says EAGAIN.
+        var calls = 0
+        while !q.isEmpty {
+            let r = q.flush(iovecs: iov) { v, n in
+                calls += 1
+                if calls % 2 == 0 { return .wouldBlock }
+                var left = 7
+                for i in 0..<Int(n) where left > 0 {
+                    let take = min(left, v[i].iov_len)
+                    sink += UnsafeRawBufferPointer(start: v[i].iov_base, count: take)
+                    left -= take
+                }
+                return .bytes(7 - left)
+            }
+            let empty = q.isEmpty
+            #expect(r == (empty ? .drained : .wouldBlock))
+        }
+        #expect(sink == (0..<100).map { UInt8($0) })
+        #expect(slab.refs == 1)
+    }
+
+    @Test func batchesAtMostIOVMaxSlicesPerWrite() {
+        var q = OutboundQueue(limit: 1 << 30)
+        let slab = Slab.copying([1])
+        defer { slab.release() }
+        let total = Int(CREACTOR_IOV_MAX) * 2 + 5
+        for _ in 0..<total { _ = q.enqueue(slab.written) }
+        var batches: [Int32] = []
+        let r = q.flush(iovecs: iov) { v, n in
+            batches.append(n)
+            return .bytes(Int(n))
+        }
+        #expect(r == .drained)
+        #expect(batches == [CREACTOR_IOV_MAX, CREACTOR_IOV_MAX, 5])
+    }
+
+    @Test func droppingKeepsThePartlyWrittenHead() {
+        var q = OutboundQueue(limit: 1 << 20)
+        let slab = Slab.copying([UInt8](repeating: 1, count: 30))
+        defer { slab.release() }
+        let w = slab.written
+        for i in 0..<3 { _ = q.enqueue(w.slice(from: i * 10, count: 10)) }
+        let removed = q.removeAll(where: { _ in true }, keepingFirst: true)
+        let (count, bytes) = (q.count, q.bytes)
+        #expect(removed == 2 && count == 1 && bytes == 10)
+        q.removeAll()
+        #expect(slab.refs == 1)
+    }
+
+    @Test func writeErrorsAreReported() {
+        var q = OutboundQueue(limit: 100)
+        let slab = Slab.copying([1, 2, 3])
+        defer { slab.release() }
+        _ = q.enqueue(slab.written)
+        let r = q.flush(iovecs: iov) { _, _ in .error(SystemError("writev", code: EPIPE)) }
+        #expect(r == .failed(SystemError("writev", code: EPIPE)))
+        q.removeAll()
+    }
+}
+}
