@@ -1,0 +1,172 @@
+import Reactor
+import Framing
+
+/// Limits and timings of one server-side WebSocket.
+struct WebSocketSettings: Sendable {
+    var maxMessageSize = 4 << 20
+    /// Interval of liveness pings; a peer silent for two intervals is dropped.
+    var pingInterval: UInt64 = 25_000_000_000
+    /// How long to wait for the peer's Close after sending ours.
+    var closeTimeout: UInt64 = 5_000_000_000
+}
+
+/// An upgraded connection speaking RFC 6455 as the server: decodes client
+/// frames, answers pings, runs the close handshake and liveness pings, and
+/// hands complete messages to its endpoint.
+final class WebSocketConnection: ConnectionHandler {
+    unowned let connection: TCPConnection
+    var endpoint: (any WebSocketEndpoint)?
+    private var decoder: WebSocketDecoder
+    private let settings: WebSocketSettings
+
+    private enum State { case open, closeSent, closed }
+    private var state = State.open
+    private var closeCode: UInt16 = WebSocketCloseCode.abnormal
+    private var lastHeard: UInt64
+    private var pingTimer: LoopTimer?
+    private var closeTimer: LoopTimer?
+
+    init(connection: TCPConnection, settings: WebSocketSettings) {
+        self.connection = connection
+        self.settings = settings
+        decoder = WebSocketDecoder(configuration: .init(expectMasked: true, maxMessageSize: settings.maxMessageSize))
+        lastHeard = MonotonicClock.now()
+        schedulePing()
+    }
+
+    var loop: EventLoop { connection.loop }
+    var isOpen: Bool { state == .open }
+
+    // MARK: Sending
+
+    /// Queues a ready server frame (retained). False when the outbound bound
+    /// refused it or the connection is closing: the endpoint decides.
+    @discardableResult
+    func send(frame: SlabSlice, force: Bool = false) -> Bool {
+        guard state == .open else { return false }
+        return connection.enqueue(frame, force: force)
+    }
+
+    /// Copies `payload` into a new frame and queues it.
+    @discardableResult
+    func send(opcode: WebSocketOpcode, copying payload: UnsafeRawBufferPointer, force: Bool = false) -> Bool {
+        guard state == .open else { return false }
+        let slab = ServerFrame.copy(opcode: opcode, payload: payload)
+        defer { slab.release() }
+        return connection.enqueue(slab.written, force: force)
+    }
+
+    func pauseReading() { connection.pauseReading() }
+    func resumeReading() { connection.resumeReading() }
+    func notifyWhenDrained() { connection.notifyWhenDrained() }
+    var queuedBytes: Int { connection.queuedBytes }
+
+    /// Starts the close handshake: our Close now, the TCP close when the
+    /// peer answers (or after `closeTimeout`).
+    func close(code: UInt16, reason: String = "") {
+        guard state == .open else { return }
+        state = .closeSent
+        closeCode = code
+        sendControl(.close, WebSocketEncoder.closePayload(code: code, reason: reason))
+        closeTimer = loop.schedule(afterNanoseconds: settings.closeTimeout) { [unowned self] in
+            connection.close()
+        }
+    }
+
+    /// Fails the connection (RFC 6455 §7.1.7): our Close, then TCP close once it is written.
+    private func fail(code: UInt16, reason: String) {
+        guard state != .closed else { return }
+        if state == .open { sendControl(.close, WebSocketEncoder.closePayload(code: code, reason: reason)) }
+        state = .closeSent
+        closeCode = code
+        connection.close(afterFlush: true)
+    }
+
+    private func sendControl(_ opcode: WebSocketOpcode, _ payload: [UInt8]) {
+        let slab = payload.withUnsafeBytes { ServerFrame.copy(opcode: opcode, payload: $0) }
+        connection.enqueue(slab.written, force: true)
+        slab.release()
+    }
+
+    // MARK: Liveness
+
+    private func schedulePing() {
+        pingTimer = connection.loop.schedule(afterNanoseconds: settings.pingInterval) { [unowned self] in
+            pingTimer = nil
+            guard state != .closed else { return }
+            if MonotonicClock.now() &- lastHeard >= 2 * settings.pingInterval {
+                // Half-open: nothing heard for two intervals.
+                closeCode = WebSocketCloseCode.abnormal
+                connection.close()
+                return
+            }
+            if state == .open { sendControl(.ping, []) }
+            schedulePing()
+        }
+    }
+
+    // MARK: ConnectionHandler
+
+    func connectionRead(_ c: TCPConnection, _ bytes: SlabSlice) {
+        lastHeard = loop.turnStart
+        guard state != .closed else { return }
+        feed(bytes)
+    }
+
+    /// Decodes `bytes` (which may be a slice of a read slab or of a copy).
+    func feed(_ bytes: SlabSlice) {
+        let base = UnsafeMutableRawPointer(mutating: bytes.start)
+        let input = UnsafeMutableRawBufferPointer(start: base, count: bytes.count)
+        let error = decoder.feed(input) { event in
+            switch event {
+            case .message(let opcode, let payload, let location):
+                guard state == .open, let endpoint else { return }
+                var frame: ReceivedFrame? = nil
+                if case .input(let frameStart, let payloadOffset) = location {
+                    frame = ReceivedFrame(slab: bytes.slab, payloadStart: UnsafeRawPointer(base + payloadOffset),
+                                          payloadCount: payload.count, headerRoom: payloadOffset - frameStart)
+                }
+                endpoint.webSocket(self, received: opcode, payload: payload, frame: frame)
+            case .ping(let payload):
+                if state == .open { sendControl(.pong, Array(payload)) }
+            case .pong:
+                break
+            case .close(let code, _):
+                receivedClose(code: code)
+            }
+        }
+        if let error { fail(code: error.closeCode, reason: error.reason) }
+    }
+
+    private func receivedClose(code: UInt16?) {
+        switch state {
+        case .open:
+            // Echo the peer's code (RFC 6455 §5.5.1), then close the TCP connection.
+            closeCode = code ?? WebSocketCloseCode.noStatus
+            sendControl(.close, code.map { WebSocketEncoder.closePayload(code: $0, reason: "") } ?? [])
+            state = .closeSent
+            connection.close(afterFlush: true)
+        case .closeSent:
+            connection.close(afterFlush: true)
+        case .closed:
+            break
+        }
+    }
+
+    func connectionReadEOF(_ c: TCPConnection) {
+        c.close(afterFlush: true)
+    }
+
+    func connectionDrained(_ c: TCPConnection) {
+        if state == .open { endpoint?.webSocketDrained(self) }
+    }
+
+    func connectionClosed(_ c: TCPConnection, error: SystemError?) {
+        state = .closed
+        pingTimer?.cancel()
+        closeTimer?.cancel()
+        let e = endpoint
+        endpoint = nil
+        e?.webSocketClosed(self, code: closeCode)
+    }
+}
