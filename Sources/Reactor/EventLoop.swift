@@ -96,11 +96,14 @@ public final class EventLoop: @unchecked Sendable {
         _ = creactor_epoll_mod(epfd, fd, events, Self.pack(fd, r.generation))
     }
 
-    /// Forgets `fd`; call before closing it.
-    public func deregister(fd: Int32) {
-        guard Int(fd) < registrations.count, registrations[Int(fd)].handler != nil else { return }
+    /// Forgets `fd`; call before closing it. Returns the handler the table
+    /// owned, so the caller can keep it alive until it is done with it.
+    @discardableResult
+    public func deregister(fd: Int32) -> Selectable? {
+        guard Int(fd) < registrations.count, let h = registrations[Int(fd)].handler else { return nil }
         _ = creactor_epoll_del(epfd, fd)
         registrations[Int(fd)] = Registration()
+        return h
     }
 
     @inline(__always)

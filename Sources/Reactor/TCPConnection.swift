@@ -272,13 +272,28 @@ public final class TCPConnection: Selectable, Flushable {
     public func close(error: SystemError? = nil) {
         guard state != .closed else { return }
         state = .closed
-        loop.deregister(fd: fd)
-        transport.close()
-        outbound.removeAll()
-        let h = handler
-        handler = nil
-        h?.connectionClosed(self, error: error)
+        // The fd table held the owning reference: keep self alive until done.
+        let owner = loop.deregister(fd: fd)
+        withExtendedLifetime(owner) {
+            transport.close()
+            outbound.removeAll()
+            let h = handler
+            handler = nil
+            h?.connectionClosed(self, error: error)
+        }
     }
 
     public func loopWillClose() { close() }
+
+    /// Hands the socket over: the connection leaves this loop without
+    /// closing its descriptor, which the caller adopts on another loop
+    /// (`adopt(fd:on:)`). Only before anything is queued; nil otherwise.
+    /// The handler is dropped without a `connectionClosed`.
+    public func detach() -> Int32? {
+        guard state == .open, outbound.isEmpty, !closeAfterFlush else { return nil }
+        state = .closed
+        loop.deregister(fd: fd)
+        handler = nil
+        return fd
+    }
 }

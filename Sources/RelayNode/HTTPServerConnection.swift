@@ -1,3 +1,4 @@
+import Glibc
 import Reactor
 import Framing
 
@@ -5,8 +6,9 @@ import Framing
 enum RouteDecision {
     /// Send these bytes (a complete response) and close.
     case respond([UInt8])
-    /// Upgrade to WebSocket with this endpoint and message limit.
-    case upgrade(any WebSocketEndpoint, maxMessageSize: Int, extraHeaders: [(String, String)])
+    /// Upgrade to WebSocket on `loop` (the connection moves there first if
+    /// it was accepted elsewhere); `makeEndpoint` runs on that loop.
+    case upgrade(on: EventLoop, maxMessageSize: Int, makeEndpoint: @Sendable () -> any WebSocketEndpoint)
 }
 
 /// A new connection until its request head is complete: enforces the
@@ -56,31 +58,56 @@ final class HTTPServerConnection: ConnectionHandler {
             switch route(head) {
             case .respond(let response):
                 respond(response)
-            case .upgrade(let endpoint, let maxMessageSize, let extraHeaders):
-                upgrade(head, endpoint: endpoint, maxMessageSize: maxMessageSize, extraHeaders: extraHeaders,
+            case .upgrade(let loop, let maxMessageSize, let makeEndpoint):
+                upgrade(head, on: loop, maxMessageSize: maxMessageSize, makeEndpoint: makeEndpoint,
                         rest: slice.slice(from: headLength, count: slice.count - headLength))
             }
         }
     }
 
-    private func upgrade(_ head: HTTPRequestHead, endpoint: any WebSocketEndpoint, maxMessageSize: Int,
-                         extraHeaders: [(String, String)], rest: SlabSlice) {
+    private func upgrade(_ head: HTTPRequestHead, on target: EventLoop, maxMessageSize: Int,
+                         makeEndpoint: @escaping @Sendable () -> any WebSocketEndpoint, rest: SlabSlice) {
         let accept: String
         switch WebSocketHandshake.validate(head) {
         case .failure(let e):
-            if e.status == 426 {
-                respond(WebSocketHandshake.versionRequiredResponse())
-            } else {
-                respond(HTTPResponse.simple(status: e.status, body: e.reason + "\n"))
-            }
-            endpoint.webSocketClosed(nil, code: WebSocketCloseCode.abnormal)
+            respond(e.status == 426 ? WebSocketHandshake.versionRequiredResponse()
+                                    : HTTPResponse.simple(status: e.status, body: e.reason + "\n"))
             return
         case .success(let value):
             accept = value
         }
-        connection.enqueue(copying: WebSocketHandshake.response(acceptValue: accept, extraHeaders: extraHeaders))
         var settings = webSocketSettings
         settings.maxMessageSize = maxMessageSize
+        if target === connection.loop {
+            Self.finishUpgrade(connection, accept: accept, settings: settings, endpoint: makeEndpoint(), rest: rest)
+            return
+        }
+        // The pod lives on another loop: hand the socket over once, before
+        // its first WebSocket byte, so that all of a pod's connections share
+        // one loop and pod state needs no locks.
+        let leftover = Array(rest.bytes)
+        let limit = connection.outboundLimit
+        let wsSettings = settings
+        guard let fd = connection.detach() else {
+            connection.close()
+            return
+        }
+        let posted = target.execute {
+            guard let moved = try? TCPConnection.adopt(fd: fd, on: target, outboundLimit: limit) else {
+                Glibc.close(fd)
+                return
+            }
+            let copy = Slab.copying(leftover)
+            defer { copy.release() }
+            Self.finishUpgrade(moved, accept: accept, settings: wsSettings, endpoint: makeEndpoint(), rest: copy.written)
+        }
+        if !posted { Glibc.close(fd) }
+    }
+
+    /// Sends the 101 response and installs the WebSocket on `connection`'s loop.
+    static func finishUpgrade(_ connection: TCPConnection, accept: String, settings: WebSocketSettings,
+                              endpoint: any WebSocketEndpoint, rest: SlabSlice) {
+        connection.enqueue(copying: WebSocketHandshake.response(acceptValue: accept))
         let ws = WebSocketConnection(connection: connection, settings: settings)
         ws.endpoint = endpoint
         connection.handler = ws

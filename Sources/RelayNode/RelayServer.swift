@@ -11,11 +11,20 @@ final class RelayServer: @unchecked Sendable {
     private(set) var port = 0
     /// Set when the relay stops taking new work (SIGTERM): /health answers 503.
     private let draining = AtomicFlag()
+    /// One per loop, index-aligned with `group.loops`.
+    let hubs: [PodHub]
+    let authenticator: TokenAuthenticator
 
     init(settings: RelaySettings, logger: Logger) throws {
         self.settings = settings
         self.logger = logger
         group = try EventLoopGroup(loopCount: settings.loops)
+        let pods = PodSettings(
+            maxBrowsers: settings.maxBrowsersPerPod, runnerReconnectTimeout: settings.runnerReconnectTimeout,
+            pendingTimeout: settings.pendingConnectionTimeout, keepAlive: settings.keepAliveDuration,
+            replayRingBytes: settings.replayRingBytes, heldInputBytes: settings.heldInputBytes)
+        hubs = group.loops.map { PodHub(loop: $0, settings: pods, counters: RelayCounters(), logger: logger) }
+        authenticator = TokenAuthenticator(secrets: settings.jwtSecrets, issuer: settings.jwtIssuer)
     }
 
     /// Binds the port (one listener per loop), hooks signals, starts the loops.
@@ -57,10 +66,55 @@ final class RelayServer: @unchecked Sendable {
             return draining.isSet
                 ? .respond(HTTPResponse.simple(status: 503, body: #"{"status":"draining"}"#, contentType: "application/json"))
                 : .respond(HTTPResponse.simple(status: 200, body: #"{"status":"ok"}"#, contentType: "application/json"))
+        case "/stats":
+            return .respond(HTTPResponse.simple(status: 200, body: AdminReport.stats(hubs), contentType: "application/json"))
+        case "/ready":
+            return draining.isSet
+                ? .respond(HTTPResponse.simple(status: 503, body: "draining\n"))
+                : .respond(HTTPResponse.simple(status: 200, body: "ready\n"))
+        case "/metrics":
+            return .respond(HTTPResponse.simple(status: 200, body: AdminReport.metrics(hubs, loops: group.loops),
+                                                contentType: "text/plain; version=0.0.4; charset=utf-8"))
+        case "/runner/relay":
+            return podUpgrade(head, role: .runner)
+        case "/browser/relay":
+            return podUpgrade(head, role: .browser)
         case "/test/echo" where settings.echoEndpoint:
-            return .upgrade(EchoEndpoint(), maxMessageSize: EchoEndpoint.maxMessageSize, extraHeaders: [])
+            let here = EventLoopGroup.currentLoop(in: group) ?? group.loops[0]
+            return .upgrade(on: here, maxMessageSize: EchoEndpoint.maxMessageSize, makeEndpoint: { EchoEndpoint() })
         default:
             return .respond(HTTPResponse.simple(status: 404, body: "not found\n"))
         }
+    }
+
+    /// Authenticates a runner or browser upgrade and sends it to its pod's loop.
+    private func podUpgrade(_ head: HTTPRequestHead, role: PodRole) -> RouteDecision {
+        if !settings.allowedOrigins.isEmpty, let origin = head.headers["origin"],
+           !settings.allowedOrigins.contains(origin) {
+            return .respond(HTTPResponse.simple(status: 403, body: "origin not allowed\n"))
+        }
+        let identity: Identity
+        switch authenticator.authenticate(head, endpoint: role) {
+        case .failure(let e):
+            hubs[0].counters.authFailures.add(1, ordering: .relaxed)
+            logger.info("upgrade refused", metadata: ["role": "\(role.rawValue)", "reason": "\(e.reason)"])
+            return .respond(HTTPResponse.simple(status: 401, body: e.reason + "\n"))
+        case .success(let id):
+            identity = id
+        }
+        let ext = head.queryValue("ext") == "1"
+        var resume: (epoch: UInt32, seq: UInt64)? = nil
+        if ext, let e = head.queryValue("epoch").flatMap({ UInt32($0) }), let s = head.queryValue("seq").flatMap({ UInt64($0) }) {
+            resume = (e, s)
+        }
+        let hub = hubs[Int(PodHub.hash(identity.podKey) % UInt64(hubs.count))]
+        let resumePoint = resume
+        return .upgrade(on: hub.loop, maxMessageSize: settings.maxMessageSize, makeEndpoint: {
+            let pod = hub.pod(identity.podKey)
+            switch role {
+            case .runner: return RunnerSession(pod: pod, identity: identity, ext: ext)
+            case .browser: return BrowserSession(pod: pod, identity: identity, ext: ext, resume: resumePoint)
+            }
+        })
     }
 }

@@ -14,7 +14,9 @@ struct WebSocketSettings: Sendable {
 /// frames, answers pings, runs the close handshake and liveness pings, and
 /// hands complete messages to its endpoint.
 final class WebSocketConnection: ConnectionHandler {
-    unowned let connection: TCPConnection
+    /// The connection owns this handler, so it outlives every call here
+    /// (`unowned(unsafe)`: no reference counting on the send path).
+    unowned(unsafe) let connection: TCPConnection
     var endpoint: (any WebSocketEndpoint)?
     private var decoder: WebSocketDecoder
     private let settings: WebSocketSettings

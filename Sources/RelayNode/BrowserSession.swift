@@ -1,0 +1,113 @@
+import Reactor
+import Synchronization
+import Framing
+
+/// A browser (subscriber) of a pod: receives the runner's frames, sends
+/// input. Owns its slow-consumer state: at the outbound bound it drops its
+/// queued replayable frames, skips live ones, and once drained catches up
+/// with Snapshot + tail (PROTOCOL.md "Slow consumers").
+final class BrowserSession: WebSocketEndpoint {
+    let pod: PodChannel
+    let identity: Identity
+    /// Opted in to extension frames (`?ext=1`).
+    let ext: Bool
+    /// Resume point asked for (`?epoch=E&seq=N`), used once at attach.
+    let resume: (epoch: UInt32, seq: UInt64)?
+    /// The connection; it owns this session (as its endpoint) and outlives
+    /// every use here, which stops at `webSocketClosed`.
+    unowned(unsafe) var ws: WebSocketConnection! = nil
+
+    private(set) var lagged = false
+    private var droppedWhileLagged: UInt64 = 0
+    private var lagTimes: [UInt64] = []
+    var pendingTimer: LoopTimer?
+
+    init(pod: PodChannel, identity: Identity, ext: Bool, resume: (epoch: UInt32, seq: UInt64)?) {
+        self.pod = pod
+        self.identity = identity
+        self.ext = ext
+        self.resume = resume
+    }
+
+    var canWrite: Bool { !identity.readOnly }
+
+    // MARK: Outbound
+
+    /// Hot path: one live runner frame. No allocation, no atomic.
+    @inline(__always)
+    func deliver(_ frame: SlabSlice, replayable: Bool) -> Bool {
+        if lagged {
+            if replayable { droppedWhileLagged &+= 1 }
+            return false
+        }
+        if ws.send(frame: frame) { return true }
+        lag(droppedNow: replayable ? 1 : 0)
+        return false
+    }
+
+    /// Relay-made or catch-up frames: past the bound on purpose (the bound
+    /// then holds the queue limit plus one catch-up, itself bounded by the ring).
+    func deliverForced(_ frame: SlabSlice) {
+        ws.send(frame: frame, force: true)
+    }
+
+    func sendRelayFrame(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { _ = ws.send(opcode: .binary, copying: $0, force: true) }
+    }
+
+    func sendExtension(_ bytes: [UInt8]) {
+        if ext { sendRelayFrame(bytes) }
+    }
+
+    private func lag(droppedNow: UInt64) {
+        lagged = true
+        pod.hub.counters.add(pod.hub.counters.lags, 1)
+        // Discard what is queued and can be rebuilt from the ring; never the
+        // frame being written (a frame is never cut).
+        let dropped = ws.connection.dropQueued { frame in
+            guard let type = ServerFrameInspector.relayType(frame) else { return false }
+            return RelayFrameType(rawValue: type)?.isReplayable == true
+                || type == RelayFrameType.snapshot.rawValue || type == RelayFrameType.acpSnapshot.rawValue
+        }
+        droppedWhileLagged &+= droppedNow &+ UInt64(dropped)
+        let now = ws.loop.turnStart
+        lagTimes = lagTimes.filter { now &- $0 < pod.hub.settings.lagWindow } + [now]
+        if lagTimes.count >= pod.hub.settings.lagLimit {
+            ws.close(code: RelayClose.slowConsumer.0, reason: RelayClose.slowConsumer.1)
+            return
+        }
+        ws.notifyWhenDrained()
+    }
+
+    // MARK: WebSocketEndpoint
+
+    func webSocketOpened(_ ws: WebSocketConnection) {
+        self.ws = ws
+        pod.hub.counters.browsers.add(1, ordering: .relaxed)
+        pod.hub.logger.info("browser connected", metadata: ["pod": "\(pod.key)", "ext": "\(ext)", "read_only": "\(identity.readOnly)"])
+        pod.browserJoined(self)
+    }
+
+    func webSocket(_ ws: WebSocketConnection, received opcode: WebSocketOpcode,
+                   payload: UnsafeRawBufferPointer, frame: ReceivedFrame?) {
+        guard opcode == .binary || opcode == .text, payload.count > 0 else { return }
+        pod.browserSent(self, type: payload[0], payload: payload, frame: frame)
+    }
+
+    func webSocketDrained(_ ws: WebSocketConnection) {
+        guard lagged else { return }
+        lagged = false
+        sendExtension(RelayEnvelope.lagged(droppedFrames: droppedWhileLagged))
+        pod.hub.counters.add(pod.hub.counters.droppedFrames, Int(droppedWhileLagged))
+        droppedWhileLagged = 0
+        pod.catchUp(self)
+    }
+
+    func webSocketClosed(_ ws: WebSocketConnection?, code: UInt16) {
+        pendingTimer?.cancel()
+        pod.hub.counters.countClose(code)
+        pod.hub.counters.browsers.add(-1, ordering: .relaxed)
+        pod.hub.logger.info("browser closed", metadata: ["pod": "\(pod.key)", "code": "\(code)"])
+        pod.browserLeft(self)
+    }
+}

@@ -1,0 +1,66 @@
+import Reactor
+import Framing
+
+/// Where a pod's outgoing frames are built: header + payload copied once
+/// into shared chunks, then queued by reference to every browser and kept by
+/// reference in the replay ring.
+///
+/// Why one copy and not a slice of the read slab: a read slab is shared by
+/// every connection of the loop, so a ring entry pointing into it would pin
+/// 256 KiB of other connections' bytes for as long as a quiet pod keeps it.
+/// Copying into the pod's own chunks makes the ring's memory what the ring
+/// counts; it costs one memcpy per frame and nothing per subscriber.
+struct FrameArena: ~Copyable {
+    static let chunkSize = 64 * 1024
+    private var chunk: Slab?
+
+    deinit { chunk?.release() }
+
+    /// A server frame `opcode`(`prefix` + `payload`), counted once for the
+    /// caller: release it after queuing / storing it (which retain their own).
+    mutating func frame(opcode: WebSocketOpcode = .binary, prefix: UInt8? = nil, payload: UnsafeRawBufferPointer) -> SlabSlice {
+        let length = payload.count + (prefix == nil ? 0 : 1)
+        let headerSize = WebSocketEncoder.serverHeaderSize(payloadLength: length)
+        let size = headerSize + length
+        let slab: Slab
+        if size > Self.chunkSize / 4 {
+            // Large frames get a slab of their own: no waste at chunk ends.
+            slab = Slab.allocate(capacity: size)      // its one count is the caller's
+            return write(into: slab, opcode: opcode, headerSize: headerSize, prefix: prefix, payload: payload, length: length)
+        }
+        if chunk == nil || chunk!.capacity - chunk!.used < size {
+            chunk?.release()
+            chunk = Slab.allocate(capacity: Self.chunkSize)
+        }
+        slab = chunk!
+        slab.retain()                                  // the caller's count
+        return write(into: slab, opcode: opcode, headerSize: headerSize, prefix: prefix, payload: payload, length: length)
+    }
+
+    private func write(into slab: Slab, opcode: WebSocketOpcode, headerSize: Int, prefix: UInt8?,
+                       payload: UnsafeRawBufferPointer, length: Int) -> SlabSlice {
+        let start = slab.base + slab.used
+        WebSocketEncoder.writeServerHeader(opcode: opcode, payloadLength: length, to: start)
+        var p = start + headerSize
+        if let prefix {
+            p.storeBytes(of: prefix, as: UInt8.self)
+            p += 1
+        }
+        if payload.count > 0 { p.copyMemory(from: payload.baseAddress!, byteCount: payload.count) }
+        slab.used += headerSize + length
+        return SlabSlice(slab: Unmanaged.passUnretained(slab), start: UnsafeRawPointer(start), count: headerSize + length)
+    }
+}
+
+/// Reads the relay type of a server frame built by this process.
+enum ServerFrameInspector {
+    /// The `[type]` byte of an unmasked binary frame's payload, if any.
+    static func relayType(_ frame: SlabSlice) -> UInt8? {
+        guard frame.count >= 3 else { return nil }
+        let p = frame.start.assumingMemoryBound(to: UInt8.self)
+        let len = p[1] & 0x7F
+        let headerSize = len < 126 ? 2 : (len == 126 ? 4 : 10)
+        guard frame.count > headerSize else { return nil }
+        return p[headerSize]
+    }
+}

@@ -1,0 +1,53 @@
+import Reactor
+
+import Logging
+
+/// The pods homed on one loop (`hash(pod_key) % loops`), and that loop's
+/// counters. Confined to its loop: other threads only reach it by posting a
+/// job to that loop (hence `@unchecked Sendable`).
+final class PodHub: @unchecked Sendable {
+    unowned let loop: EventLoop
+    let settings: PodSettings
+    let counters: RelayCounters
+    let logger: Logger
+    private var pods: [String: PodChannel] = [:]
+
+    init(loop: EventLoop, settings: PodSettings, counters: RelayCounters, logger: Logger) {
+        self.loop = loop
+        self.logger = logger
+        self.settings = settings
+        self.counters = counters
+    }
+
+    /// The pod for `key`, created on first use.
+    func pod(_ key: String) -> PodChannel {
+        if let p = pods[key], !p.ended { return p }
+        let p = PodChannel(key: key, hub: self)
+        pods[key] = p
+        counters.pods.store(pods.count, ordering: .relaxed)
+        return p
+    }
+
+    func remove(_ pod: PodChannel) {
+        if pods[pod.key] === pod { pods[pod.key] = nil }
+        counters.pods.store(pods.count, ordering: .relaxed)
+    }
+
+    func apply(old: PodStats, new: PodStats) {
+        counters.activeChannels.add(new.activeChannels - old.activeChannels, ordering: .relaxed)
+        counters.totalSubscribers.add(new.totalSubscribers - old.totalSubscribers, ordering: .relaxed)
+        counters.pendingPublishers.add(new.pendingPublishers - old.pendingPublishers, ordering: .relaxed)
+        counters.pendingSubscribers.add(new.pendingSubscribers - old.pendingSubscribers, ordering: .relaxed)
+    }
+
+    /// FNV-1a of the pod key: stable across processes, so a key's home loop
+    /// does not change between runs.
+    static func hash(_ key: String) -> UInt64 {
+        var h: UInt64 = 0xcbf29ce484222325
+        for b in key.utf8 {
+            h ^= UInt64(b)
+            h = h &* 0x100000001b3
+        }
+        return h
+    }
+}

@@ -1,0 +1,23 @@
+/// The pod lifecycle knobs (AgentsMesh defaults; PROTOCOL.md).
+struct PodSettings: Sendable {
+    var maxBrowsers = 10
+    var runnerReconnectTimeout: UInt64 = 30_000_000_000
+    var pendingTimeout: UInt64 = 60_000_000_000
+    var keepAlive: UInt64 = 30_000_000_000
+    var replayRingBytes = 1 << 20
+    /// Input held while the runner is away (delivered when it returns).
+    var heldInputBytes = 64 << 10
+    /// A browser that lags this many times within `lagWindow` is closed (4008).
+    var lagLimit = 3
+    var lagWindow: UInt64 = 60_000_000_000
+}
+
+/// Close codes and reasons the relay uses.
+enum RelayClose {
+    static let replaced: (UInt16, String) = (1000, "replaced by new connection")
+    static let noSubscribers: (UInt16, String) = (1000, "no subscribers")
+    static let runnerGone: (UInt16, String) = (1001, "runner disconnected")
+    static let pendingTimeout: (UInt16, String) = (1001, "pending connection timeout")
+    static let maxSubscribers: (UInt16, String) = (1008, "max subscribers reached")
+    static let slowConsumer: (UInt16, String) = (4008, "slow consumer")
+}
