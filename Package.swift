@@ -21,8 +21,12 @@ let package = Package(
         .target(name: "Reactor", dependencies: ["CReactor"]),
         // Sans-I/O codecs: bytes in, events out.
         .target(name: "Framing", dependencies: ["COpenSSL"]),
+        // Pseudo-terminals for `relay attach` (forkpty, TIOCSWINSZ).
+        .target(name: "CPTY"),
+        // Client-side WebSocket on the Reactor: `relay attach` and `loadgen`.
+        .target(name: "RelayClient", dependencies: ["Reactor", "Framing"]),
         .executableTarget(name: "RelayNode", dependencies: [
-            "Reactor", "Framing",
+            "Reactor", "Framing", "RelayClient", "CPTY",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Yams", package: "Yams"),

@@ -8,6 +8,15 @@ struct RelayCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "relay",
         abstract: "A relay for terminal I/O between AI-agent runners and browsers (AgentsMesh-compatible).",
+        discussion: "`relay [options]` serves (see `relay serve --help` for every setting); `relay attach` runs a command as a pod's runner.",
+        subcommands: [ServeCommand.self, AttachCommand.self],
+        defaultSubcommand: ServeCommand.self)
+}
+
+struct ServeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run the relay (the default command).",
         discussion: """
         Settings come from flags, then the environment (each name also with a RELAY_ prefix), \
         then the YAML file given with --config, then the defaults. Durations are Go-style (10s, 500ms, 1m).
@@ -57,7 +66,7 @@ struct RelayCommand: ParsableCommand {
     }
 
     func run() throws {
-        let settings: RelaySettings
+        var settings: RelaySettings
         do {
             var sources = SettingSources(flags: flagValues, environment: Self.environment())
             if let config {
@@ -72,14 +81,21 @@ struct RelayCommand: ParsableCommand {
         let level = Logger.Level(rawValue: settings.logLevel) ?? .info
         LoggingSystem.bootstrap { label in LineLogHandler(label: label, format: format, logLevel: level) }
         let logger = Logger(label: "relay")
+        var dev: DevMode? = nil
+        if settings.dev {
+            dev = DevMode(settings: settings)
+            settings = dev!.settings
+        }
         let server: RelayServer
         do {
-            server = try RelayServer(settings: settings, logger: logger)
+            server = try RelayServer(settings: settings, logger: logger, webPage: WebPage.load(root: settings.webRoot, enabled: settings.dev || settings.webRoot != nil, logger: logger))
             try server.start()
+            try dev?.start(port: server.port, logger: logger)
         } catch {
             Self.fail("\(error)")
         }
         server.wait()
+        dev?.stop()
         logger.notice("relay stopped")
     }
 

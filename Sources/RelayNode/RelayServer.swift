@@ -15,8 +15,11 @@ final class RelayServer: @unchecked Sendable {
     let hubs: [PodHub]
     let authenticator: TokenAuthenticator
 
-    init(settings: RelaySettings, logger: Logger) throws {
+    let webPage: WebPage
+
+    init(settings: RelaySettings, logger: Logger, webPage: WebPage) throws {
         self.settings = settings
+        self.webPage = webPage
         self.logger = logger
         group = try EventLoopGroup(loopCount: settings.loops)
         let pods = PodSettings(
@@ -83,6 +86,7 @@ final class RelayServer: @unchecked Sendable {
             let here = EventLoopGroup.currentLoop(in: group) ?? group.loops[0]
             return .upgrade(on: here, maxMessageSize: EchoEndpoint.maxMessageSize, makeEndpoint: { EchoEndpoint() })
         default:
+            if let page = webPage.response(for: head.path) { return .respond(page) }
             return .respond(HTTPResponse.simple(status: 404, body: "not found\n"))
         }
     }

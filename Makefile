@@ -1,0 +1,26 @@
+# make run    a relay on http://127.0.0.1:8090 with a demo terminal (dev mode)
+# make test   installs what the tests need, builds, runs every test
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := build
+
+RELAY := .build/release/relay
+PYTEST := .venv/bin/pytest
+
+.PHONY: setup build run test
+
+setup:
+	@scripts/setup.sh
+
+build: setup
+	swift build -c release --product relay
+
+run: build
+	exec $(RELAY) --dev --web-root .cache/web
+
+test: setup
+	swift build --build-tests
+	swift test --skip-build --no-parallel
+	swift build -c release --product relay
+	$(PYTEST) -q Tests/integration

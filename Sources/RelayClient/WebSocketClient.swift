@@ -1,0 +1,207 @@
+import Glibc
+import Reactor
+import Framing
+
+/// What a client WebSocket reports; calls come on its loop.
+public protocol WebSocketClientDelegate: AnyObject {
+    func clientOpened(_ client: WebSocketClient)
+    func client(_ client: WebSocketClient, received opcode: WebSocketOpcode, payload: UnsafeRawBufferPointer)
+    /// Closed: `code` from the server's Close if one came; `error` when the
+    /// connect, the handshake or the stream failed.
+    func clientClosed(_ client: WebSocketClient, code: UInt16?, error: String?)
+    /// The outbound queue drained after a refused send.
+    func clientDrained(_ client: WebSocketClient)
+}
+
+extension WebSocketClientDelegate {
+    public func clientDrained(_ client: WebSocketClient) {}
+}
+
+/// A client-side RFC 6455 connection on the Reactor (for `relay attach` and
+/// `loadgen`): sends the upgrade request, checks the 101 and the accept
+/// value, then masks what it sends and decodes what the server sends.
+public final class WebSocketClient: ConnectionHandler {
+    public private(set) var connection: TCPConnection!
+    public weak var delegate: (any WebSocketClientDelegate)?
+    public let url: WebSocketURL
+    private let extraHeaders: [(String, String)]
+    private var key = ""
+    private var response: [UInt8] = []
+    private var decoder: WebSocketDecoder
+    private enum State { case connecting, handshaking, open, closing, closed }
+    private var state = State.connecting
+    private var closeCode: UInt16?
+    /// xorshift64 state for mask keys (a client need not use a CSPRNG for
+    /// masking against its own relay; the key only has to vary).
+    private var maskState: UInt64
+
+    public var isOpen: Bool { state == .open }
+    /// Free for the owner.
+    public var tag = 0
+
+    private init(url: WebSocketURL, headers: [(String, String)], maxMessageSize: Int) {
+        self.url = url
+        extraHeaders = headers
+        decoder = WebSocketDecoder(configuration: .init(expectMasked: false, maxMessageSize: maxMessageSize))
+        maskState = UInt64.random(in: 1...UInt64.max)
+    }
+
+    /// Starts connecting on `loop` (call on that loop).
+    public static func connect(
+        to url: WebSocketURL, on loop: EventLoop, delegate: any WebSocketClientDelegate,
+        headers: [(String, String)] = [], source: SocketAddress? = nil, maxMessageSize: Int = 64 << 20,
+        outboundLimit: Int = 1 << 20, configure: ((Int32) -> Void)? = nil
+    ) throws -> WebSocketClient {
+        let client = WebSocketClient(url: url, headers: headers, maxMessageSize: maxMessageSize)
+        client.delegate = delegate
+        client.connection = try TCPConnection.connect(to: url.address(), from: source, on: loop, handler: client,
+                                                      outboundLimit: outboundLimit, configure: configure)
+        return client
+    }
+
+    // MARK: Sending
+
+    @inline(__always)
+    private func nextMask() -> UInt32 {
+        maskState ^= maskState << 13
+        maskState ^= maskState >> 7
+        maskState ^= maskState << 17
+        return UInt32(truncatingIfNeeded: maskState)
+    }
+
+    /// Masks a copy of `payload` into a new frame and queues it. False when
+    /// refused (outbound bound, or not open).
+    @discardableResult
+    public func send(_ opcode: WebSocketOpcode = .binary, _ payload: UnsafeRawBufferPointer, force: Bool = false) -> Bool {
+        guard state == .open || (state == .closing && opcode == .close) else { return false }
+        let size = WebSocketEncoder.clientFrameSize(payloadLength: payload.count)
+        let slab = Slab.allocate(capacity: size)
+        defer { slab.release() }
+        slab.used = WebSocketEncoder.writeClientFrame(opcode: opcode, payload: payload, maskKey: nextMask(), to: slab.base)
+        return connection.enqueue(slab.written, force: force)
+    }
+
+    @discardableResult
+    public func send(_ opcode: WebSocketOpcode = .binary, bytes: [UInt8], force: Bool = false) -> Bool {
+        bytes.withUnsafeBytes { send(opcode, $0, force: force) }
+    }
+
+    /// Sends Close; the server answers and closes the TCP connection.
+    public func close(code: UInt16 = WebSocketCloseCode.normal, reason: String = "") {
+        guard state == .open else {
+            if state != .closed { connection.close() }
+            return
+        }
+        state = .closing
+        send(.close, bytes: WebSocketEncoder.closePayload(code: code, reason: reason), force: true)
+        // Give the server a moment to answer, then drop.
+        connection.loop.schedule(afterNanoseconds: 2_000_000_000) { [weak self] in self?.connection.close() }
+    }
+
+    // MARK: ConnectionHandler
+
+    public func connectionConnected(_ c: TCPConnection) {
+        var raw = [UInt8](repeating: 0, count: 16)
+        for i in 0..<16 { raw[i] = UInt8.random(in: 0...255) }
+        key = Base64.encode(raw)
+        var head = "GET \(url.target) HTTP/1.1\r\nHost: \(url.host):\(url.port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        head += "Sec-WebSocket-Key: \(key)\r\nSec-WebSocket-Version: 13\r\n"
+        for (k, v) in extraHeaders { head += "\(k): \(v)\r\n" }
+        head += "\r\n"
+        state = .handshaking
+        c.enqueue(copying: Array(head.utf8))
+    }
+
+    public func connectionRead(_ c: TCPConnection, _ bytes: SlabSlice) {
+        if state == .handshaking {
+            response += bytes.bytes
+            guard let end = Self.headEnd(response) else {
+                if response.count > 16384 { fail("handshake response too large") }
+                return
+            }
+            let head = String(decoding: response[..<end], as: UTF8.self)
+            let lines = head.split(separator: "\r\n", omittingEmptySubsequences: false)
+            guard let status = lines.first, status.hasPrefix("HTTP/1.1 101") else {
+                let first = lines.first.map(String.init) ?? ""
+                let body = String(decoding: response[min(end + 4, response.count)...], as: UTF8.self)
+                fail("upgrade refused: \(first) \(body)".trimmingCharacters())
+                return
+            }
+            let expected = WebSocketHandshake.acceptValue(forKey: key)
+            let accept = lines.dropFirst().first { $0.lowercased().hasPrefix("sec-websocket-accept:") }
+                .map { String($0.dropFirst("sec-websocket-accept:".count)).trimmingCharacters() }
+            guard accept == expected else {
+                fail("bad Sec-WebSocket-Accept")
+                return
+            }
+            state = .open
+            let rest = Array(response[(end + 4)...])
+            response = []
+            delegate?.clientOpened(self)
+            if !rest.isEmpty && state == .open {
+                let copy = Slab.copying(rest)
+                defer { copy.release() }
+                feed(copy.written)
+            }
+            return
+        }
+        guard state == .open || state == .closing else { return }
+        feed(bytes)
+    }
+
+    private func feed(_ bytes: SlabSlice) {
+        let input = UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(mutating: bytes.start), count: bytes.count)
+        let error = decoder.feed(input) { event in
+            switch event {
+            case .message(let opcode, let payload, _):
+                if state == .open { delegate?.client(self, received: opcode, payload: payload) }
+            case .ping(let payload):
+                send(.pong, payload, force: true)
+            case .pong:
+                break
+            case .close(let code, _):
+                closeCode = code
+                if state == .open {
+                    state = .closing
+                    send(.close, bytes: code.map { WebSocketEncoder.closePayload(code: $0, reason: "") } ?? [], force: true)
+                }
+                connection.close(afterFlush: true)
+            }
+        }
+        if let error { fail("protocol error from server: \(error.reason) (\(error.closeCode))") }
+    }
+
+    private func fail(_ message: String) {
+        let d = delegate
+        state = .closed
+        connection.close()
+        delegate = nil
+        d?.clientClosed(self, code: nil, error: message)
+    }
+
+    public func connectionDrained(_ c: TCPConnection) { delegate?.clientDrained(self) }
+
+    public func connectionClosed(_ c: TCPConnection, error: SystemError?) {
+        guard state != .closed else { return }
+        let wasOpen = state == .open || state == .closing
+        state = .closed
+        let d = delegate
+        delegate = nil
+        d?.clientClosed(self, code: closeCode, error: wasOpen ? nil : (error.map { "\($0)" } ?? "connection closed during handshake"))
+    }
+
+    static func headEnd(_ b: [UInt8]) -> Int? {
+        guard b.count >= 4 else { return nil }
+        for i in 0...(b.count - 4) where b[i] == 13 && b[i + 1] == 10 && b[i + 2] == 13 && b[i + 3] == 10 { return i }
+        return nil
+    }
+}
+
+extension StringProtocol {
+    func trimmingCharacters() -> String {
+        var s = Substring(self)
+        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
+        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,59 @@
+import ArgumentParser
+import Glibc
+import Logging
+import Reactor
+import Framing
+import RelayClient
+
+struct AttachCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "attach",
+        abstract: "Run a command in a pseudo-terminal and attach it to a pod as its runner.",
+        discussion: "Example: relay attach --url ws://127.0.0.1:8090 --pod demo --secret \"$JWT_SECRET\" -- bash")
+
+    @Option(help: "The relay's base URL (ws://host:port).") var url: String
+    @Option(help: "The pod key to publish to.") var pod: String
+    @Option(help: "A runner token (or use --secret to mint one).") var token: String?
+    @Option(help: "The relay's JWT secret: mint a fresh runner token per connection [JWT_SECRET].") var secret: String?
+    @Option(help: "Issuer claim of minted tokens.") var issuer = "agentsmesh-relay"
+    @Option(name: .customLong("log-level")) var logLevel = "notice"
+    @Argument(parsing: .captureForPassthrough, help: "The command and its arguments (after --).") var command: [String] = []
+
+    func run() throws {
+        var argv = command
+        if argv.first == "--" { argv.removeFirst() }
+        if argv.isEmpty { argv = [ProcessEnvironment.value("SHELL") ?? "/bin/sh"] }
+        guard let base = WebSocketURL(url) else { ServeCommand.fail("invalid --url '\(url)': expected ws://host:port") }
+        let secret = self.secret ?? ProcessEnvironment.value("JWT_SECRET")
+        guard token != nil || secret != nil else { ServeCommand.fail("attach needs --token or --secret (or JWT_SECRET)") }
+        let level = Logger.Level(rawValue: logLevel) ?? .notice
+        LoggingSystem.bootstrap { LineLogHandler(label: $0, format: .logfmt, logLevel: level) }
+        let logger = Logger(label: "attach")
+        let fixed = token
+        let pod = self.pod, issuer = self.issuer
+        let group = try EventLoopGroup(loopCount: 1)
+        let runner = PTYRunner(group: group, base: base, podKey: pod, logger: logger) {
+            if let fixed { return fixed }
+            return DevMode.mint(secret: secret!, podKey: pod, userID: 0, issuer: issuer, lifetime: 3600)
+        }
+        nonisolated(unsafe) let r = runner
+        let args = argv
+        try group.loops[0].handleSignals { _ in r.hangUp() }
+        group.loops[0].execute {
+            do { try r.start(argv: args) } catch {
+                logger.error("cannot start command", metadata: ["error": "\(error)"])
+                group.stop()
+            }
+        }
+        group.start()
+        group.join()
+        Glibc.exit(runner.exitStatus)
+    }
+}
+
+enum ProcessEnvironment {
+    static func value(_ name: String) -> String? {
+        guard let p = getenv(name) else { return nil }
+        return String(cString: p)
+    }
+}
