@@ -6,12 +6,16 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "relay", targets: ["RelayNode"]),
+        .executable(name: "loadgen", targets: ["LoadGen"]),
         .library(name: "Reactor", targets: ["Reactor"]),
+        .library(name: "Framing", targets: ["Framing"]),
+        .library(name: "RelayClient", targets: ["RelayClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
     ],
     targets: [
         // C: what Glibc does not export (epoll, eventfd, signalfd, accept4).
@@ -30,6 +34,11 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Yams", package: "Yams"),
+        ]),
+        .executableTarget(name: "LoadGen", dependencies: [
+            "Reactor", "Framing", "RelayClient",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
         ]),
         .testTarget(name: "ReactorTests", dependencies: ["Reactor"]),
         .testTarget(name: "FramingTests", dependencies: ["Framing"]),

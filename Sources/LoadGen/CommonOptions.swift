@@ -1,0 +1,35 @@
+import ArgumentParser
+import Reactor
+import RelayClient
+
+/// Options every scenario shares.
+struct CommonOptions: ParsableArguments {
+    @Option(help: "relay or nats") var target: String = "relay"
+    @Option(help: "Server base URL (ws://host:port); nats: its websocket listener.") var url: String = "ws://127.0.0.1:8090"
+    @Option(help: "The relay's JWT secret (loadgen mints its own tokens).") var secret: String = "loadgen-secret"
+    @Option(help: "Issuer claim of minted tokens.") var issuer: String = "agentsmesh-relay"
+    @Option(help: "Client event loops (threads).") var loops: Int = EventLoopGroup.coreCount
+    @Option(help: "Measured seconds.") var duration: Double = 10
+    @Option(help: "Seconds of load before measuring.") var warmup: Double = 1
+    @Option(name: .customLong("connect-timeout"), help: "Seconds to wait for every connection to be ready.") var connectTimeout: Double = 60
+    @Option(name: .customLong("server-pid"), help: "The server's pid: its CPU and RSS are reported.") var serverPID: Int32?
+    @Option(help: "Connect from 127.0.0.1 … 127.0.0.N (spreads ephemeral ports).") var sources: Int = 1
+    @Option(help: "Write the result as JSON to this file.") var json: String?
+    @Flag(help: "No progress line.") var quiet = false
+
+    var scenarioName = ""
+
+    func makeTarget() throws -> Target {
+        guard let kind = Target.Kind(rawValue: target) else { throw ValidationError("--target must be relay or nats") }
+        guard let base = WebSocketURL(url) else { throw ValidationError("--url must look like ws://127.0.0.1:8090") }
+        var addrs: [SocketAddress] = []
+        if sources > 1 {
+            for i in 1...sources { addrs.append(try SocketAddress(host: "127.0.0.\(i)", port: 0)) }
+        }
+        return Target(kind: kind, url: base, secret: secret, issuer: issuer, sources: addrs)
+    }
+
+    enum CodingKeys: CodingKey {
+        case target, url, secret, issuer, loops, duration, warmup, connectTimeout, serverPID, sources, json, quiet
+    }
+}

@@ -1,0 +1,73 @@
+import ArgumentParser
+import Reactor
+
+/// Round trips on N connections (relay: its /test/echo endpoint, started
+/// with --echo-endpoint; nats: each connection publishes to a subject it
+/// subscribes to), `--window` messages in flight per connection.
+struct Echo: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Round trips on N connections.")
+    @OptionGroup var common: CommonOptions
+    @Option(help: "Connections.") var connections: Int = 100
+    @Option(help: "Message size in bytes.") var size: Int = 512
+    @Option(help: "Messages in flight per connection.") var window: Int = 1
+
+    func run() throws {
+        var options = common
+        options.scenarioName = "echo"
+        let harness = try Harness(options: options)
+        let (n, size, window) = (connections, self.size, self.window)
+        let loops = harness.group.loops.count
+        let holder = PodHolder()
+        let result = harness.run(
+            connections: n,
+            setup: { loop, stats, h in
+                for i in stride(from: loop.index, to: n, by: loops) {
+                    holder.add(EchoConnection(index: i, size: size, window: window, loop: loop, stats: stats, harness: h), loop: loop.index)
+                }
+            },
+            start: { loop in holder.forEach(loop: loop.index) { (c: EchoConnection) in c.start() } },
+            expectedDeliveries: { $0 })
+        Report(scenario: "echo", options: options, parameters: [
+            ("connections", Int64(n)), ("message_size", Int64(size)), ("window", Int64(window)),
+        ], result: result).print(to: common.json)
+        if result.error != nil { throw ExitCode.failure }
+    }
+}
+
+final class EchoConnection {
+    var endpoint: MessageEndpoint!
+    let stats: LoopStats
+    unowned let harness: Harness
+    let window: Int
+    private var payload: [UInt8]
+    private var seq: UInt64 = 0
+
+    init(index: Int, size: Int, window: Int, loop: EventLoop, stats: LoopStats, harness: Harness) {
+        self.stats = stats
+        self.harness = harness
+        self.window = window
+        payload = StampedPayload.make(size: size)
+        do {
+            endpoint = try harness.target.echo(index: index, on: loop)
+        } catch {
+            harness.fail("echo: \(error)")
+            return
+        }
+        endpoint.onReady = { [unowned self] in self.harness.ready.add(1, ordering: .relaxed) }
+        endpoint.onClosed = { [unowned self] why in self.harness.closed(why) }
+        endpoint.onMessage = { [unowned self] bytes in
+            guard let (stamp, _) = StampedPayload.read(bytes) else { return }
+            stats.recordDelivery(bytes: bytes.count, stampNanos: stamp, now: MonotonicClock.now())
+            sendOne()
+        }
+    }
+
+    func start() { for _ in 0..<window { sendOne() } }
+
+    private func sendOne() {
+        guard harness.running.load(ordering: .relaxed) else { return }
+        StampedPayload.stamp(&payload, nanos: MonotonicClock.now(), seq: seq)
+        seq &+= 1
+        if payload.withUnsafeBytes({ endpoint.send($0) }) { stats.sent.add(1, ordering: .relaxed) }
+    }
+}

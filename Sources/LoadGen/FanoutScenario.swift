@@ -1,0 +1,161 @@
+import ArgumentParser
+import Glibc
+import Reactor
+
+/// C pods × 1 publisher × S subscribers. Open loop at `--rate` frames/s per
+/// pod (send times are the intended ones, so a stall shows as latency: no
+/// coordinated omission), or `--max`: closed loop keeping `--window` frames
+/// in flight per subscriber.
+struct Fanout: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "One publisher to many subscribers per pod.")
+    @OptionGroup var common: CommonOptions
+    @Option(help: "Pods (channels).") var pods: Int = 1
+    @Option(help: "Subscribers (browsers) per pod.") var subscribers: Int = 100
+    @Option(help: "Frame size in bytes (type byte included).") var size: Int = 128
+    @Option(help: "Frames per second per pod (open loop).") var rate: Double?
+    @Flag(help: "Closed loop: as fast as the window allows.") var max = false
+    @Option(help: "Frames in flight per subscriber (with --max).") var window: Int = 32
+
+    func validate() throws {
+        guard (rate != nil) != max else { throw ValidationError("give exactly one of --rate R or --max") }
+        guard pods >= 1, subscribers >= 1, size >= StampedPayload.headerSize, window >= 1 else {
+            throw ValidationError("pods, subscribers and window must be ≥ 1, size ≥ \(StampedPayload.headerSize)")
+        }
+    }
+
+    func run() throws {
+        var options = common
+        options.scenarioName = "fanout"
+        let harness = try Harness(options: options)
+        let (pods, subscribers, size, rate, window) = (self.pods, self.subscribers, self.size, self.rate, max ? self.window : nil)
+        let loops = harness.group.loops.count
+        let holder = PodHolder()
+        let result = harness.run(
+            connections: pods * (subscribers + 1),
+            setup: { loop, stats, h in
+                for p in stride(from: loop.index, to: pods, by: loops) {
+                    holder.add(FanoutPod(index: p, subscribers: subscribers, size: size, rate: rate, window: window,
+                                         loop: loop, stats: stats, harness: h), loop: loop.index)
+                }
+            },
+            start: { loop in holder.forEach(loop: loop.index) { (p: FanoutPod) in p.start() } },
+            expectedDeliveries: { $0 * subscribers })
+        Report(scenario: "fanout", options: options, parameters: [
+            ("pods", Int64(pods)), ("subscribers_per_pod", Int64(subscribers)), ("frame_size", Int64(size)),
+            ("rate_per_pod", Int64(rate ?? 0)), ("window", Int64(window ?? 0)),
+        ], result: result).print(to: common.json)
+        if result.error != nil { throw ExitCode.failure }
+    }
+}
+
+/// Scenario objects per loop, kept alive for the run. Each loop touches only its own list.
+final class PodHolder: @unchecked Sendable {
+    private var perLoop: [[AnyObject]] = Array(repeating: [], count: 256)
+    func add(_ o: AnyObject, loop: Int) { perLoop[loop].append(o) }
+    func forEach<T>(loop: Int, _ body: (T) -> Void) { for o in perLoop[loop] { if let t = o as? T { body(t) } } }
+}
+
+final class FanoutPod {
+    let publisher: MessageEndpoint
+    var subscribers: [MessageEndpoint] = []
+    let stats: LoopStats
+    unowned let harness: Harness
+    unowned let loop: EventLoop
+    let subscriberCount: Int
+    let rate: Double?
+    let window: Int?
+    private var payload: [UInt8]
+    private var sent: UInt64 = 0
+    private var deliveries: UInt64 = 0
+    private var nextSeq: [UInt64]
+    private var t0: UInt64 = 0
+    private var blocked = false
+
+    init(index: Int, subscribers: Int, size: Int, rate: Double?, window: Int?, loop: EventLoop, stats: LoopStats, harness: Harness) {
+        self.stats = stats
+        self.harness = harness
+        self.loop = loop
+        subscriberCount = subscribers
+        self.rate = rate
+        self.window = window
+        payload = StampedPayload.make(size: size)
+        nextSeq = Array(repeating: 0, count: subscribers)
+        let pod = "loadgen-pod-\(index)"
+        do {
+            publisher = try harness.target.publisher(pod: pod, index: index, on: loop)
+        } catch {
+            publisher = MessageEndpoint()
+            harness.fail("publisher: \(error)")
+            return
+        }
+        wire(publisher)
+        publisher.onDrained = { [unowned self] in
+            blocked = false
+            if self.window != nil { fill() }
+        }
+        for s in 0..<subscribers {
+            do {
+                let e = try harness.target.subscriber(pod: pod, index: index * subscribers + s, on: loop)
+                wire(e)
+                e.onMessage = { [unowned self] bytes in received(bytes, from: s) }
+                self.subscribers.append(e)
+            } catch {
+                harness.fail("subscriber: \(error)")
+            }
+        }
+    }
+
+    private func wire(_ e: MessageEndpoint) {
+        e.onReady = { [unowned self] in harness.ready.add(1, ordering: .relaxed) }
+        e.onClosed = { [unowned self] why in
+            harness.closed(why)
+        }
+    }
+
+    func start() {
+        t0 = MonotonicClock.now()
+        if window != nil { fill() } else { tick() }
+    }
+
+    private func send(stamp: UInt64) -> Bool {
+        StampedPayload.stamp(&payload, nanos: stamp, seq: sent)
+        let ok = payload.withUnsafeBytes { publisher.send($0) }
+        if ok {
+            sent &+= 1
+            stats.sent.add(1, ordering: .relaxed)
+        } else {
+            blocked = true
+        }
+        return ok
+    }
+
+    /// Closed loop: keep `window` frames in flight per subscriber on average.
+    private func fill() {
+        guard let window, !blocked else { return }
+        let limit = UInt64(window * subscriberCount)
+        while harness.running.load(ordering: .relaxed) && sent &* UInt64(subscriberCount) &- deliveries < limit {
+            if !send(stamp: MonotonicClock.now()) { return }
+        }
+    }
+
+    /// Open loop: every millisecond, send what is due, stamped with when it was due.
+    private func tick() {
+        guard harness.running.load(ordering: .relaxed), let rate else { return }
+        let now = MonotonicClock.now()
+        let due = UInt64(Double(now - t0) * rate / 1e9)
+        while sent < due && !blocked {
+            let intended = t0 + UInt64(Double(sent) * 1e9 / rate)
+            if !send(stamp: intended) { break }
+        }
+        loop.schedule(afterNanoseconds: 1_000_000) { [weak self] in self?.tick() }
+    }
+
+    private func received(_ bytes: UnsafeRawBufferPointer, from s: Int) {
+        guard let (stamp, seq) = StampedPayload.read(bytes) else { return }
+        deliveries &+= 1
+        stats.recordDelivery(bytes: bytes.count, stampNanos: stamp, now: MonotonicClock.now())
+        if seq > nextSeq[s] { stats.dropped.add(Int(seq - nextSeq[s]), ordering: .relaxed) }
+        nextSeq[s] = seq &+ 1
+        if window != nil { fill() }
+    }
+}
