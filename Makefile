@@ -8,7 +8,7 @@ SHELL := /bin/bash
 RELAY := .build/release/relay
 PYTEST := .venv/bin/pytest
 
-.PHONY: setup build run test
+.PHONY: setup build run test bench
 
 setup:
 	@scripts/setup.sh
@@ -23,4 +23,11 @@ test: setup
 	swift build --build-tests
 	swift test --skip-build --no-parallel
 	swift build -c release --product relay
+	swift build -c release --product loadgen
 	$(PYTEST) -q Tests/integration
+
+# Side by side with nats-server (Benchmarks/compare.py); not part of the tests.
+bench: setup
+	swift build -c release --product relay
+	swift build -c release --product loadgen
+	.venv/bin/python Benchmarks/compare.py

@@ -52,7 +52,7 @@ final class BusyPod {
         self.rate = rate
         self.joins = joins
         payload = StampedPayload.make(size: size)
-        do { runner = try harness.target.publisher(pod: "loadgen-attach", index: 0, on: loop) } catch {
+        do { runner = try harness.target.publisher(pod: "loadgen-\(harness.runID)-attach", index: 0, on: loop) } catch {
             harness.fail("attach: \(error)")
             return
         }
@@ -87,7 +87,7 @@ final class BusyPod {
     private func join() {
         let started = MonotonicClock.now()
         joined &+= 1
-        guard let e = try? harness.target.subscriber(pod: "loadgen-attach", index: Int(joined % 1_000_000), on: loop) else {
+        guard let e = try? harness.target.subscriber(pod: "loadgen-\(harness.runID)-attach", index: Int(joined % 1_000_000), on: loop) else {
             stats.errors.add(1, ordering: .relaxed)
             return
         }

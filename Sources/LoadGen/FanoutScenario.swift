@@ -80,7 +80,8 @@ final class FanoutPod {
         self.window = window
         payload = StampedPayload.make(size: size)
         nextSeq = Array(repeating: 0, count: subscribers)
-        let pod = "loadgen-pod-\(index)"
+        // A pod name of this run only: never a pod (and replay ring) left by an earlier run.
+        let pod = "loadgen-\(harness.runID)-pod-\(index)"
         do {
             publisher = try harness.target.publisher(pod: pod, index: index, on: loop)
         } catch {
@@ -129,12 +130,18 @@ final class FanoutPod {
         return ok
     }
 
-    /// Closed loop: keep `window` frames in flight per subscriber on average.
+    /// Closed loop: up to `window` frames in flight per subscriber (on
+    /// average). Refills in bursts once half the window has arrived, as a
+    /// busy runner writes: trickling one frame per delivery would measure
+    /// one frame per syscall, not the relay.
     private func fill() {
         guard let window, !blocked else { return }
-        let limit = UInt64(window * subscriberCount)
-        while harness.running.load(ordering: .relaxed) && sent &* UInt64(subscriberCount) &- deliveries < limit {
+        let limit = window * subscriberCount
+        var inFlight = Int(sent) * subscriberCount - Int(deliveries)
+        guard inFlight <= limit / 2 else { return }
+        while harness.running.load(ordering: .relaxed) && inFlight < limit {
             if !send(stamp: MonotonicClock.now()) { return }
+            inFlight += subscriberCount
         }
     }
 
@@ -142,7 +149,8 @@ final class FanoutPod {
     private func tick() {
         guard harness.running.load(ordering: .relaxed), let rate else { return }
         let now = MonotonicClock.now()
-        let due = UInt64(Double(now - t0) * rate / 1e9)
+        // Frame k is due at t0 + k/rate: frame 0 at once.
+        let due = UInt64(Double(now - t0) * rate / 1e9) + 1
         while sent < due && !blocked {
             let intended = t0 + UInt64(Double(sent) * 1e9 / rate)
             if !send(stamp: intended) { break }
@@ -151,7 +159,7 @@ final class FanoutPod {
     }
 
     private func received(_ bytes: UnsafeRawBufferPointer, from s: Int) {
-        guard let (stamp, seq) = StampedPayload.read(bytes) else { return }
+        guard let (stamp, seq) = StampedPayload.read(bytes), seq < sent else { return }
         deliveries &+= 1
         stats.recordDelivery(bytes: bytes.count, stampNanos: stamp, now: MonotonicClock.now())
         if seq > nextSeq[s] { stats.dropped.add(Int(seq - nextSeq[s]), ordering: .relaxed) }

@@ -11,6 +11,8 @@ final class Harness: @unchecked Sendable {
     let group: EventLoopGroup
     let stats: [LoopStats]
     let target: Target
+    /// Distinguishes this run's pods and subjects from any earlier run's.
+    let runID = String(UInt32.random(in: 0...UInt32.max), radix: 36)
     let running = Atomic<Bool>(false)
     /// Set once measuring is over: closes after this are expected.
     let finished = Atomic<Bool>(false)

@@ -53,7 +53,7 @@ final class TypingPod {
         self.harness = harness
         self.loop = loop
         self.rate = rate * Double(browsers)
-        let pod = "loadgen-input-\(index)"
+        let pod = "loadgen-\(harness.runID)-input-\(index)"
         do {
             runner = try harness.target.publisher(pod: pod, index: index, on: loop)
             for b in 0..<browsers { typists.append(try harness.target.subscriber(pod: pod, index: index * browsers + b, on: loop)) }
@@ -79,7 +79,8 @@ final class TypingPod {
     /// Open loop across the pod's browsers in turn, stamped with the intended time.
     private func tick() {
         guard harness.running.load(ordering: .relaxed) else { return }
-        let due = UInt64(Double(MonotonicClock.now() - t0) * rate / 1e9)
+        // Frame k is due at t0 + k/rate: frame 0 at once.
+        let due = UInt64(Double(MonotonicClock.now() - t0) * rate / 1e9) + 1
         while sent < due {
             StampedPayload.stamp(&keystroke, nanos: t0 + UInt64(Double(sent) * 1e9 / rate), seq: sent)
             let typist = typists[Int(sent % UInt64(typists.count))]

@@ -44,7 +44,7 @@ struct Target: Sendable {
     func echo(index: Int, on loop: EventLoop) throws -> MessageEndpoint {
         switch kind {
         case .relay: return try connect(RelayEndpoint(), target: "/test/echo", index: index, on: loop)
-        case .nats: return try connect(NatsEndpoint(subject: "echo.\(index)", subscribe: true), target: "/", index: index, on: loop)
+        case .nats: return try connect(NatsEndpoint(subject: "echo.\(index).\(UInt32.random(in: 0...UInt32.max))", subscribe: true), target: "/", index: index, on: loop)
         }
     }
 

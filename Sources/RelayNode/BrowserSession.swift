@@ -14,8 +14,10 @@ final class BrowserSession: WebSocketEndpoint {
     /// Resume point asked for (`?epoch=E&seq=N`), used once at attach.
     let resume: (epoch: UInt32, seq: UInt64)?
     /// The connection; it owns this session (as its endpoint) and outlives
-    /// every use here, which stops at `webSocketClosed`.
-    unowned(unsafe) var ws: WebSocketConnection! = nil
+    /// every use here, which stops at `webSocketClosed`. Held unmanaged so
+    /// the fan-out path does no reference counting.
+    private var wsRef: Unmanaged<WebSocketConnection>! = nil
+    var ws: WebSocketConnection { wsRef.takeUnretainedValue() }
 
     private(set) var lagged = false
     private var droppedWhileLagged: UInt64 = 0
@@ -40,7 +42,7 @@ final class BrowserSession: WebSocketEndpoint {
             if replayable { droppedWhileLagged &+= 1 }
             return false
         }
-        if ws.send(frame: frame) { return true }
+        if wsRef._withUnsafeGuaranteedRef({ $0.send(frame: frame) }) { return true }
         lag(droppedNow: replayable ? 1 : 0)
         return false
     }
@@ -82,7 +84,7 @@ final class BrowserSession: WebSocketEndpoint {
     // MARK: WebSocketEndpoint
 
     func webSocketOpened(_ ws: WebSocketConnection) {
-        self.ws = ws
+        wsRef = Unmanaged.passUnretained(ws)
         pod.hub.counters.browsers.add(1, ordering: .relaxed)
         pod.hub.logger.info("browser connected", metadata: ["pod": "\(pod.key)", "ext": "\(ext)", "read_only": "\(identity.readOnly)"])
         pod.browserJoined(self)

@@ -9,6 +9,8 @@ import Framing
 final class PodChannel {
     let key: String
     unowned let hub: PodHub
+    /// The hub's counters, held directly: no unowned check per frame.
+    let counters: RelayCounters
     /// Chosen at creation; a resume from another epoch gets a Gap.
     let epoch: UInt32
 
@@ -42,6 +44,7 @@ final class PodChannel {
     init(key: String, hub: PodHub) {
         self.key = key
         self.hub = hub
+        counters = hub.counters
         epoch = UInt32.random(in: 1...UInt32.max)
         ring = ReplayRing(limit: hub.settings.replayRingBytes)
     }
@@ -97,8 +100,8 @@ final class PodChannel {
     func runnerSent(type: UInt8, payload: UnsafeRawBufferPointer) {
         let frame = arena.frame(payload: payload)
         defer { frame.release() }
-        hub.counters.add(hub.counters.framesIn, 1)
-        hub.counters.add(hub.counters.bytesIn, payload.count)
+        counters.add(counters.framesIn, 1)
+        counters.add(counters.bytesIn, payload.count)
         var replayable = false
         switch RelayFrameType(rawValue: type) {
         case .snapshot?:
@@ -121,8 +124,8 @@ final class PodChannel {
         for b in fanout {
             if b._withUnsafeGuaranteedRef({ $0.deliver(frame, replayable: replayable) }) { delivered &+= 1 }
         }
-        hub.counters.add(hub.counters.deliveries, delivered)
-        hub.counters.add(hub.counters.bytesOut, delivered &* frame.count)
+        counters.add(counters.deliveries, delivered)
+        counters.add(counters.bytesOut, delivered &* frame.count)
     }
 
     // MARK: Browser side

@@ -10,7 +10,8 @@ final class RunnerSession: WebSocketEndpoint {
     let identity: Identity
     let ext: Bool
     /// See `BrowserSession.ws`.
-    unowned(unsafe) var ws: WebSocketConnection! = nil
+    private var wsRef: Unmanaged<WebSocketConnection>! = nil
+    var ws: WebSocketConnection { wsRef.takeUnretainedValue() }
     var pendingTimer: LoopTimer?
     /// Set when the pod let go of this runner (replaced, or the pod ended).
     var detached = false
@@ -35,7 +36,7 @@ final class RunnerSession: WebSocketEndpoint {
     }
 
     func webSocketOpened(_ ws: WebSocketConnection) {
-        self.ws = ws
+        wsRef = Unmanaged.passUnretained(ws)
         pod.hub.counters.runners.add(1, ordering: .relaxed)
         pod.hub.logger.info("runner connected", metadata: ["pod": "\(pod.key)", "ext": "\(ext)", "read_only": "\(identity.readOnly)"])
         pod.runnerJoined(self)

@@ -14,9 +14,10 @@ struct WebSocketSettings: Sendable {
 /// frames, answers pings, runs the close handshake and liveness pings, and
 /// hands complete messages to its endpoint.
 final class WebSocketConnection: ConnectionHandler {
-    /// The connection owns this handler, so it outlives every call here
-    /// (`unowned(unsafe)`: no reference counting on the send path).
-    unowned(unsafe) let connection: TCPConnection
+    /// The connection owns this handler, so it outlives every call here;
+    /// held unmanaged: no reference counting on the send path.
+    private let connectionRef: Unmanaged<TCPConnection>
+    var connection: TCPConnection { connectionRef.takeUnretainedValue() }
     var endpoint: (any WebSocketEndpoint)?
     private var decoder: WebSocketDecoder
     private let settings: WebSocketSettings
@@ -29,7 +30,7 @@ final class WebSocketConnection: ConnectionHandler {
     private var closeTimer: LoopTimer?
 
     init(connection: TCPConnection, settings: WebSocketSettings) {
-        self.connection = connection
+        connectionRef = Unmanaged.passUnretained(connection)
         self.settings = settings
         decoder = WebSocketDecoder(configuration: .init(expectMasked: true, maxMessageSize: settings.maxMessageSize))
         lastHeard = MonotonicClock.now()
@@ -43,10 +44,10 @@ final class WebSocketConnection: ConnectionHandler {
 
     /// Queues a ready server frame (retained). False when the outbound bound
     /// refused it or the connection is closing: the endpoint decides.
-    @discardableResult
+    @discardableResult @inline(__always)
     func send(frame: SlabSlice, force: Bool = false) -> Bool {
         guard state == .open else { return false }
-        return connection.enqueue(frame, force: force)
+        return connectionRef._withUnsafeGuaranteedRef { $0.enqueue(frame, force: force) }
     }
 
     /// Copies `payload` into a new frame and queues it.

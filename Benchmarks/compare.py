@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: this relay against nats-server (WebSocket, no TLS),
+measured with the same client (`loadgen`) in one run on loopback.
+
+Usage: .venv/bin/python Benchmarks/compare.py [--quick]
+Writes Benchmarks/results/<date>-<host>.md and PNG plots beside it.
+Needs release builds of relay and loadgen (make bench builds them) and
+nats-server (installed with apt if absent).
+"""
+import argparse, datetime, json, os, platform, shutil, signal, socket, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RELAY = os.path.join(ROOT, ".build/release/relay")
+LOADGEN = os.path.join(ROOT, ".build/release/loadgen")
+SECRET = "compare-secret"
+
+
+def log(msg):
+    print(f"[compare {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=20):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+def ensure_nats():
+    if shutil.which("nats-server"):
+        return
+    log("installing nats-server (apt)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "install", "-y", "-qq", "nats-server"], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+
+
+def start_relay():
+    port = free_port()
+    p = subprocess.Popen([RELAY, "--port", str(port), "--host", "127.0.0.1", "--jwt-secret", SECRET,
+                          "--echo-endpoint", "--log-level", "warning", "--max-browsers-per-pod", "100000"],
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+    wait_port(port)
+    return p, port
+
+
+def start_nats(tmp):
+    port, ws = free_port(), free_port()
+    conf = os.path.join(tmp, "nats.conf")
+    with open(conf, "w") as f:
+        f.write(f"host: 127.0.0.1\nport: {port}\nwebsocket {{ host: 127.0.0.1, port: {ws}, no_tls: true }}\n"
+                "max_payload: 1048576\nmax_pending: 67108864\n")
+    p = subprocess.Popen(["nats-server", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+    wait_port(ws)
+    return p, ws
+
+
+def loadgen(scenario, target, port, pid, args, duration, tmp):
+    out = os.path.join(tmp, f"{scenario}-{target}-{time.time_ns()}.json")
+    cmd = [LOADGEN, scenario, "--target", target, "--url", f"ws://127.0.0.1:{port}", "--secret", SECRET,
+           "--server-pid", str(pid), "--duration", str(duration), "--json", out, "--quiet"] + args
+    log(" ".join(os.path.basename(c) if c == LOADGEN else c for c in cmd[:2] + cmd[3:5] + args))
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    try:
+        with open(out) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {"ok": False, "error": r.stdout[-500:]}
+
+
+def machine():
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(), "host": socket.gethostname()}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="short runs (for a smoke test)")
+    opts = ap.parse_args()
+    d = 2 if opts.quick else 5
+    for exe in (RELAY, LOADGEN):
+        if not os.path.exists(exe):
+            sys.exit(f"missing {exe}: run `swift build -c release` first")
+    ensure_nats()
+    tmp = tempfile.mkdtemp(prefix="compare-")
+    results = []
+    servers = []
+
+    def fresh_servers():
+        # Memory per connection is only meaningful on a process that has not
+        # already grown its heap for earlier scenarios: each phase gets new servers.
+        for p in servers:
+            os.killpg(p.pid, signal.SIGTERM)
+            p.wait(10)
+        servers.clear()
+        relay, relay_port = start_relay()
+        nats, nats_port = start_nats(tmp)
+        servers.extend([relay, nats])
+        targets.clear()
+        targets.update({"relay": (relay_port, relay.pid), "nats": (nats_port, nats.pid)})
+
+    targets = {}
+
+    def run(name, scenario, args, targets_used=("relay", "nats"), duration=d):
+        row = {"name": name}
+        for t in targets_used:
+            port, pid = targets[t]
+            row[t] = loadgen(scenario, t, port, pid, args, duration, tmp)
+        results.append(row)
+        return row
+
+    started = time.time()
+    try:
+        fresh_servers()
+        n = 2000 if opts.quick else 15000
+        run(f"{n} idle subscribed connections", "connections",
+            ["--connections", str(n), "--per-pod", "9", "--loops", "2"], duration=3)
+        fresh_servers()
+        windows = [8, 32, 256, 1000]
+        for w in windows:
+            run(f"fanout 1→100, 128 B, window {w}", "fanout",
+                ["--pods", "1", "--subscribers", "100", "--size", "128", "--max", "--window", str(w)])
+        run("fanout 1→1000, 128 B, window 32", "fanout",
+            ["--pods", "1", "--subscribers", "1000", "--size", "128", "--max", "--window", "32"])
+        fanouts = [r for r in results if r["name"].startswith("fanout 1→100, 128 B, window")]
+        peak = max(r["relay"].get("deliveries_per_s", 0) for r in fanouts)
+        rate = max(1, int(peak / 100 / 2))
+        run(f"fanout 1→100 at half the relay's peak ({rate} frames/s), latency", "fanout",
+            ["--pods", "1", "--subscribers", "100", "--size", "128", "--rate", str(rate)])
+        run("echo, 100 connections, 512 B", "echo", ["--connections", "100", "--size", "512"])
+        run("input: 10 pods × 3 browsers × 20 keys/s", "input", ["--pods", "10", "--browsers", "3"], targets_used=("relay",))
+        run("attach: 50 joins/s into a pod publishing 1000 frames/s", "attach", [], targets_used=("relay",))
+    finally:
+        for p in servers:
+            os.killpg(p.pid, signal.SIGTERM)
+            p.wait(10)
+    elapsed = time.time() - started
+    write_report(results, windows, machine(), elapsed, opts.quick)
+
+
+def fmt(v, digits=0):
+    if v is None:
+        return "-"
+    return f"{v:,.{digits}f}"
+
+
+def write_report(results, windows, m, elapsed, quick):
+    date = datetime.date.today().isoformat()
+    base = os.path.join(ROOT, "Benchmarks", "results", f"{date}-{m['host']}" + ("-quick" if quick else ""))
+    lines = [f"# relay vs nats-server, {date}", "",
+             f"Machine: {m['cpu']}, {m['cores']} cores, Linux {m['kernel']} (host {m['host']}).",
+             f"Both servers on loopback, measured by the same client (`loadgen`) in one run of "
+             f"`Benchmarks/compare.py` ({elapsed:.0f} s). nats-server {nats_version()} with its WebSocket listener, no TLS.", "",
+             "| scenario | relay deliveries/s | nats deliveries/s | ratio | relay p50/p99 µs | nats p50/p99 µs | relay reach | relay CPU µs/delivery | nats CPU µs/delivery | loadgen CPU (relay run) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        a, b = r.get("relay", {}), r.get("nats")
+        ra = a.get("deliveries_per_s")
+        rb = b.get("deliveries_per_s") if b else None
+        ratio = f"{ra / rb:.2f}×" if ra and rb else "-"
+        la = a.get("latency_us", {})
+        lb = (b or {}).get("latency_us", {})
+        extra = ""
+        if "server_rss_bytes_per_connection" in a:
+            extra = f" (RSS/conn: relay {a['server_rss_bytes_per_connection']} B, nats {(b or {}).get('server_rss_bytes_per_connection', '-')} B)"
+        err = "" if a.get("ok", True) else f" **relay failed: {a.get('error', '')[:120]}**"
+        if b is not None and not b.get("ok", True):
+            err += f" **nats failed: {b.get('error', '')[:120]}**"
+        lines.append(f"| {r['name']}{extra}{err} | {fmt(ra)} | {fmt(rb)} | {ratio} | {la.get('p50', '-')}/{la.get('p99', '-')} | "
+                     f"{lb.get('p50', '-') if b else '-'}/{lb.get('p99', '-') if b else '-'} | {(fmt(100 * a['reach'], 2) + '%') if a.get('expected') else '-'} | "
+                     f"{fmt(a.get('server_cpu_us_per_delivery'), 3)} | {fmt((b or {}).get('server_cpu_us_per_delivery'), 3)} | "
+                     f"{fmt(a.get('client_cpu_percent'))}% |")
+    lines += ["", "Raw JSON of every run:", "", "```json", json.dumps(results, indent=1), "```", ""]
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for t in ("relay", "nats"):
+            ys = [r[t].get("deliveries_per_s", 0) / 1e6 for r in results if r["name"].startswith("fanout 1→100, 128 B, window")]
+            ax.plot(windows, ys, marker="o", label=t)
+        ax.set_xscale("log")
+        ax.set_xlabel("frames in flight per subscriber (fan-out 1→100, 128 B)")
+        ax.set_ylabel("million deliveries/s")
+        ax.legend()
+        ax.grid(True, alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(base + "-fanout.png", dpi=100)
+        fig, ax = plt.subplots(figsize=(7, 4))
+        pcts = ["p50", "p90", "p99", "p999", "max"]
+        lat = next(r for r in results if "latency" in r["name"])
+        for i, t in enumerate(("relay", "nats")):
+            ys = [lat[t].get("latency_us", {}).get(p, 0) for p in pcts]
+            ax.bar([x + i * 0.4 for x in range(len(pcts))], ys, width=0.4, label=t)
+        ax.set_xticks([x + 0.2 for x in range(len(pcts))], pcts)
+        ax.set_yscale("log")
+        ax.set_ylabel("publish → receive latency (µs)")
+        ax.set_title(lat["name"], fontsize=9)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(base + "-latency.png", dpi=100)
+        lines[4:4] = [f"![deliveries/s against window]({os.path.basename(base)}-fanout.png) "
+                      f"![latency percentiles]({os.path.basename(base)}-latency.png)", ""]
+    except ImportError:
+        lines.insert(4, "(matplotlib missing: no plots)")
+    with open(base + ".md", "w") as f:
+        f.write("\n".join(lines))
+    log(f"wrote {base}.md")
+
+
+def nats_version():
+    try:
+        return subprocess.run(["nats-server", "--version"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "?"
+
+
+if __name__ == "__main__":
+    main()
