@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 
 /// A block of bytes that slices share without copying.
 ///
@@ -37,6 +38,11 @@ public final class Slab {
         if origin == nil { base.deallocate() }
     }
 
+    /// Slabs allocated so far in this process (views included), for
+    /// /metrics and the zero-copy test: fan-out must not grow it per
+    /// subscriber. One relaxed atomic add per slab, never per slice.
+    public static let allocations = Atomic<Int>(0)
+
     /// A new slab with one counted reference (the caller's, to be dropped
     /// with `release()`). The counted references hold one ARC reference
     /// between them, so the slab outlives the caller's variable as long as
@@ -46,6 +52,7 @@ public final class Slab {
     }
 
     private static func counted(_ s: Slab) -> Slab {
+        allocations.add(1, ordering: .relaxed)
         _ = Unmanaged.passRetained(s)    // balanced by the last release()
         return s
     }
