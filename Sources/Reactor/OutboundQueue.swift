@@ -16,8 +16,9 @@ public enum FlushResult: Equatable, Sendable {
 ///
 /// Ownership: every queued slice holds one counted slab reference, released
 /// once its last byte is written (or when the queue is cleared).
-/// The bound: `enqueue` refuses a slice that would take the queue past
-/// `limit` bytes and returns false, leaving the decision (drop, lag, pause,
+/// The bound: once `limit` bytes wait behind the slice being written,
+/// `enqueue` refuses further slices and returns false (so the queue holds at
+/// most the slice in progress + `limit` + one slice), leaving the decision (drop, lag, pause,
 /// close) to the connection's owner; `force` queues anyway (for small control
 /// frames whose loss would break the protocol). The ring's storage is freed
 /// whenever the queue drains, so an idle connection holds none.
@@ -43,8 +44,11 @@ public struct OutboundQueue: ~Copyable {
     /// Queues `slice` (retaining it) unless that would pass `limit`.
     @inline(__always)
     public mutating func enqueue(_ slice: SlabSlice, force: Bool = false) -> Bool {
-        if !force && bytes + slice.count > limit && count > 0 { return false }
-        if !force && slice.count > limit { return false }
+        // The bound applies to what waits behind the slice being written,
+        // and is checked before adding: a frame is never refused for its
+        // size alone (the message size limit bounds that), and a peer that
+        // reads promptly is not failed by one large frame in progress.
+        if !force && count > 0 && bytes - ring![head].count >= limit { return false }
         if count == capacity { grow() }
         slice.retain()
         ring![(head + count) & (capacity - 1)] = slice

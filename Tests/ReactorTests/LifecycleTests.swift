@@ -13,6 +13,9 @@ extension ReactorSuite {
             server.start()
             let clients = try EventLoopGroup(loopCount: 2)
             clients.start()
+            // Threads name themselves as they start: wait for all four.
+            let started = MonotonicClock.now()
+            while loopThreadCount() < threadsBefore + 4 && MonotonicClock.now() - started < 5_000_000_000 { usleep(1000) }
             #expect(loopThreadCount() == threadsBefore + 4)
             for loop in clients.loops {
                 loop.execute {

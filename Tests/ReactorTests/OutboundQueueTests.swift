@@ -6,23 +6,28 @@ extension ReactorSuite {
 @Suite struct OutboundQueueTests {
     let iov = UnsafeMutablePointer<iovec>.allocate(capacity: Int(CREACTOR_IOV_MAX))
 
-    @Test func refusesPastTheByteBoundUnlessForced() {
+    @Test func refusesOnceTheBacklogBehindTheHeadReachesTheBound() {
         var q = OutboundQueue(limit: 10)
-        let slab = Slab.copying([UInt8](repeating: 7, count: 8))
-        defer { slab.release() }
-        let s = slab.written
-        let first = q.enqueue(s)
-        let second = q.enqueue(s)              // 16 > 10: refused, nothing queued
-        #expect(first && !second)
+        let big = Slab.copying([UInt8](repeating: 7, count: 50))
+        let small = Slab.copying([UInt8](repeating: 1, count: 6))
+        defer { big.release(); small.release() }
+        // Larger than the bound, into an empty queue: accepted.
+        let first = q.enqueue(big.written)
+        // Behind the head: 0, then 6 bytes wait (< 10): accepted.
+        let second = q.enqueue(small.written)
+        let third = q.enqueue(small.written)
+        // 12 bytes wait behind the head (≥ 10): refused, nothing queued.
+        let fourth = q.enqueue(small.written)
+        #expect(first && second && third && !fourth)
         var (count, bytes) = (q.count, q.bytes)
-        #expect(bytes == 8 && count == 1)
-        let forced = q.enqueue(s, force: true)
+        #expect(count == 3 && bytes == 62)
+        let forced = q.enqueue(small.written, force: true)
         #expect(forced)
         (count, bytes) = (q.count, q.bytes)
-        #expect(bytes == 16 && count == 2)
-        #expect(slab.refs == 3)
+        #expect(count == 4 && bytes == 68)
+        #expect(small.refs == 4)
         q.removeAll()
-        #expect(slab.refs == 1)
+        #expect(small.refs == 1 && big.refs == 1)
     }
 
     @Test func partialWritesResumeMidSliceAndReleaseWhatLeft() {

@@ -287,3 +287,26 @@ def test_three_lags_close_with_4008(start_relay):
         await b.recv_until(lambda t, p: t == OUTPUT and p == b"ok", what="output after the slow one left")
 
     run(main(), timeout=180)
+
+
+def test_big_frames_reach_reading_browsers(start_relay):
+    """Default settings. The runner sends three 2 MiB Output frames (allowed:
+    the message limit is 4 MiB), each followed by a small one. A browser that
+    reads promptly gets every frame, no Lagged, and is not closed."""
+    relay = start_relay()
+
+    async def main():
+        pod = new_pod()
+        runner = await open_runner(relay, pod)
+        b = await open_browser(relay, pod, ext=True, name="reader")
+        await b.expect(POSITION)
+        for k in range(3):
+            big = frame(OUTPUT, bytes([k]) * (2 * 1024 * 1024))
+            await runner.send(big)
+            await runner.send(frame(OUTPUT, b"after%d" % k))
+            await b.expect_message(big, timeout=10)
+            await b.expect(OUTPUT, b"after%d" % k)
+        await runner.send(frame(OUTPUT, b"final"))
+        await b.expect(OUTPUT, b"final")
+
+    run(main(), timeout=60)
