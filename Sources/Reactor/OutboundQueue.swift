@@ -20,8 +20,10 @@ public enum FlushResult: Equatable, Sendable {
 /// `enqueue` refuses further slices and returns false (so the queue holds at
 /// most the slice in progress + `limit` + one slice), leaving the decision (drop, lag, pause,
 /// close) to the connection's owner; `force` queues anyway (for small control
-/// frames whose loss would break the protocol). The ring's storage is freed
-/// whenever the queue drains, so an idle connection holds none.
+/// frames whose loss would break the protocol). The ring is allocated on
+/// first use (8 entries, 192 bytes); a drained queue keeps it while it has
+/// at most 32 entries, so a connection that never sends holds none, a busy
+/// one does not malloc per turn, and a burst's large ring is given back.
 public struct OutboundQueue: ~Copyable {
     private var ring: UnsafeMutablePointer<SlabSlice>?
     private var capacity = 0      // a power of two, or 0
@@ -115,9 +117,15 @@ public struct OutboundQueue: ~Copyable {
                 return .failed(e)
             }
         }
-        freeRing()
+        // Keep a small ring for the next turn (no malloc per busy turn);
+        // give back one that a burst grew.
+        if capacity > Self.keptCapacity { freeRing() } else { head = 0 }
         return .drained
     }
+
+    /// Largest ring kept across turns once drained: 32 entries (768 bytes),
+    /// enough for a busy subscriber's turn without a malloc.
+    static let keptCapacity = 32
 
     /// Drops `written` bytes from the front, releasing finished slices.
     private mutating func consume(_ written: Int) {
