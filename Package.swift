@@ -22,6 +22,12 @@ let package = Package(
         .target(name: "CReactor"),
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl",
                        providers: [.apt(["libssl-dev"])]),
+        // HTTP/2 (nghttp2) and Redis (hiredis 0.14) for the HTTP/2 and cluster
+        // issues: declared here, built only once a target depends on them.
+        .systemLibrary(name: "CNghttp2", path: "Sources/CNghttp2", pkgConfig: "libnghttp2",
+                       providers: [.apt(["libnghttp2-dev"])]),
+        .systemLibrary(name: "CHiredis", path: "Sources/CHiredis", pkgConfig: "hiredis",
+                       providers: [.apt(["libhiredis-dev"])]),
         .target(name: "Reactor", dependencies: ["CReactor"]),
         // Sans-I/O codecs: bytes in, events out.
         .target(name: "Framing", dependencies: ["COpenSSL"]),

@@ -119,3 +119,19 @@ def test_jwt_secret_flag_and_issuer_flag(start_relay):
         assert TEST_JWT_SECRET != "flag-secret"
 
     run(main(), timeout=30)
+
+
+def test_previous_secrets_are_accepted_during_rotation(start_relay):
+    """--jwt-previous-secrets keeps tokens signed with older secrets valid
+    while the new one takes over; any other secret is still refused."""
+    relay = start_relay("--jwt-secret", "new-secret", "--jwt-previous-secrets", "old-secret,older-secret")
+
+    async def main():
+        pod = new_pod()
+        for secret in ("new-secret", "old-secret", "older-secret"):
+            runner = await open_runner(relay, pod, secret=secret)
+            await runner.close()
+        await expect_refused(
+            relay, relay_path("runner") + build_query(runner_token(pod, secret="not-a-secret")), 401)
+
+    run(main(), timeout=30)
