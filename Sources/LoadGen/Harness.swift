@@ -92,15 +92,20 @@ final class Harness: @unchecked Sendable {
         let rss = options.serverPID.flatMap { ProcessCPU.residentBytes(pid: $0) }
         running.store(false, ordering: .relaxed)
         // Drain: let what was sent arrive (reach counts every frame sent).
-        let sentTotal = totalSent()
+        // A loop may be finishing a send as the flag flips, so the sent
+        // count is read again until it and the deliveries settle.
+        usleep(50_000)
         let drainDeadline = MonotonicClock.now() + 3_000_000_000
         var previous = -1
+        var sentTotal = totalSent()
         while MonotonicClock.now() < drainDeadline {
+            sentTotal = totalSent()
             let d = totalDelivered()
             if d >= expectedDeliveries(sentTotal) || d == previous { break }
             previous = d
             usleep(200_000)
         }
+        sentTotal = totalSent()
         finishProgress()
         let deliveredTotal = totalDelivered()
         finished.store(true, ordering: .relaxed)

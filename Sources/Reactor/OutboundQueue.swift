@@ -21,8 +21,8 @@ public enum FlushResult: Equatable, Sendable {
 /// most the slice in progress + `limit` + one slice), leaving the decision (drop, lag, pause,
 /// close) to the connection's owner; `force` queues anyway (for small control
 /// frames whose loss would break the protocol). The ring is allocated on
-/// first use (8 entries, 192 bytes); a drained queue keeps it while it has
-/// at most 32 entries, so a connection that never sends holds none, a busy
+/// first use (2 entries, 48 bytes, doubling as needed); a drained queue
+/// keeps it while it has at most 32 entries, so a connection that never sends holds none, a busy
 /// one does not malloc per turn, and a burst's large ring is given back.
 public struct OutboundQueue: ~Copyable {
     private var ring: UnsafeMutablePointer<SlabSlice>?
@@ -60,7 +60,7 @@ public struct OutboundQueue: ~Copyable {
     }
 
     private mutating func grow() {
-        let newCapacity = max(8, capacity * 2)
+        let newCapacity = max(2, capacity * 2)
         let fresh = UnsafeMutablePointer<SlabSlice>.allocate(capacity: newCapacity)
         if let old = ring {
             for i in 0..<count {

@@ -8,7 +8,9 @@ import Framing
 /// with Snapshot + tail (PROTOCOL.md "Slow consumers").
 final class BrowserSession: WebSocketEndpoint {
     let pod: PodChannel
-    let identity: Identity
+    /// `scope: "read"`: a viewer (the rest of the token is not kept: the
+    /// pod key is the pod's, and an idle connection should stay small).
+    let readOnly: Bool
     /// Opted in to extension frames (`?ext=1`).
     let ext: Bool
     /// Resume point asked for (`?epoch=E&seq=N`), used once at attach.
@@ -26,12 +28,12 @@ final class BrowserSession: WebSocketEndpoint {
 
     init(pod: PodChannel, identity: Identity, ext: Bool, resume: (epoch: UInt32, seq: UInt64)?) {
         self.pod = pod
-        self.identity = identity
+        readOnly = identity.readOnly
         self.ext = ext
         self.resume = resume
     }
 
-    var canWrite: Bool { !identity.readOnly }
+    var canWrite: Bool { !readOnly }
 
     // MARK: Outbound
 
@@ -86,7 +88,7 @@ final class BrowserSession: WebSocketEndpoint {
     func webSocketOpened(_ ws: WebSocketConnection) {
         wsRef = Unmanaged.passUnretained(ws)
         pod.hub.counters.browsers.add(1, ordering: .relaxed)
-        pod.hub.logger.info("browser connected", metadata: ["pod": "\(pod.key)", "ext": "\(ext)", "read_only": "\(identity.readOnly)"])
+        pod.hub.logger.info("browser connected", metadata: ["pod": "\(pod.key)", "ext": "\(ext)", "read_only": "\(readOnly)"])
         pod.browserJoined(self)
     }
 

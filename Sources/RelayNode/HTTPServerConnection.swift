@@ -18,14 +18,17 @@ final class HTTPServerConnection: ConnectionHandler {
     unowned let connection: TCPConnection
     private let route: (HTTPRequestHead) -> RouteDecision
     private let webSocketSettings: WebSocketSettings
+    /// One per loop, indexed by loop index.
+    private let liveness: [LivenessMonitor]
     /// Head bytes received so far when a head spans reads (bounded by the
     /// parser's 16 KiB limit); empty in the common one-read case.
     private var pending: [UInt8] = []
     private var deadline: LoopTimer?
 
     init(connection: TCPConnection, handshakeTimeout: UInt64, webSocketSettings: WebSocketSettings,
-         route: @escaping (HTTPRequestHead) -> RouteDecision) {
+         liveness: [LivenessMonitor], route: @escaping (HTTPRequestHead) -> RouteDecision) {
         self.connection = connection
+        self.liveness = liveness
         self.route = route
         self.webSocketSettings = webSocketSettings
         deadline = connection.loop.schedule(afterNanoseconds: handshakeTimeout) { [unowned connection] in
@@ -79,7 +82,8 @@ final class HTTPServerConnection: ConnectionHandler {
         var settings = webSocketSettings
         settings.maxMessageSize = maxMessageSize
         if target === connection.loop {
-            Self.finishUpgrade(connection, accept: accept, settings: settings, endpoint: makeEndpoint(), rest: rest)
+            Self.finishUpgrade(connection, accept: accept, settings: settings, liveness: liveness[connection.loop.index],
+                               endpoint: makeEndpoint(), rest: rest)
             return
         }
         // The pod lives on another loop: hand the socket over once, before
@@ -88,6 +92,7 @@ final class HTTPServerConnection: ConnectionHandler {
         let leftover = Array(rest.bytes)
         let limit = connection.outboundLimit
         let wsSettings = settings
+        let monitor = liveness[target.index]
         guard let fd = connection.detach() else {
             connection.close()
             return
@@ -99,16 +104,17 @@ final class HTTPServerConnection: ConnectionHandler {
             }
             let copy = Slab.copying(leftover)
             defer { copy.release() }
-            Self.finishUpgrade(moved, accept: accept, settings: wsSettings, endpoint: makeEndpoint(), rest: copy.written)
+            Self.finishUpgrade(moved, accept: accept, settings: wsSettings, liveness: monitor,
+                               endpoint: makeEndpoint(), rest: copy.written)
         }
         if !posted { Glibc.close(fd) }
     }
 
     /// Sends the 101 response and installs the WebSocket on `connection`'s loop.
     static func finishUpgrade(_ connection: TCPConnection, accept: String, settings: WebSocketSettings,
-                              endpoint: any WebSocketEndpoint, rest: SlabSlice) {
+                              liveness: LivenessMonitor, endpoint: any WebSocketEndpoint, rest: SlabSlice) {
         connection.enqueue(copying: WebSocketHandshake.response(acceptValue: accept))
-        let ws = WebSocketConnection(connection: connection, settings: settings)
+        let ws = WebSocketConnection(connection: connection, settings: settings, liveness: liveness)
         ws.endpoint = endpoint
         connection.handler = ws
         endpoint.webSocketOpened(ws)

@@ -14,6 +14,8 @@ final class RelayServer: @unchecked Sendable {
     /// One per loop, index-aligned with `group.loops`.
     let hubs: [PodHub]
     let authenticator: TokenAuthenticator
+    /// One per loop: pings and half-open detection for its WebSockets.
+    let liveness: [LivenessMonitor]
 
     let webPage: WebPage
 
@@ -28,17 +30,19 @@ final class RelayServer: @unchecked Sendable {
             replayRingBytes: settings.replayRingBytes, heldInputBytes: settings.heldInputBytes)
         hubs = group.loops.map { PodHub(loop: $0, settings: pods, counters: RelayCounters(), logger: logger) }
         authenticator = TokenAuthenticator(secrets: settings.jwtSecrets, issuer: settings.jwtIssuer)
+        liveness = group.loops.map { LivenessMonitor(loop: $0, interval: settings.pingInterval) }
     }
 
     /// Binds the port (one listener per loop), hooks signals, starts the loops.
     func start() throws {
         let address = try SocketAddress(host: settings.host, port: settings.port)
-        let wsSettings = WebSocketSettings(maxMessageSize: settings.maxMessageSize, pingInterval: settings.pingInterval)
+        let wsSettings = WebSocketSettings(maxMessageSize: settings.maxMessageSize)
+        let monitors = liveness
         let handshakeTimeout = settings.handshakeTimeout
         port = try group.listen(on: address, outboundLimit: settings.outboundQueueBytes) { [unowned self] connection in
             connection.handler = HTTPServerConnection(
                 connection: connection, handshakeTimeout: handshakeTimeout, webSocketSettings: wsSettings,
-                route: { [unowned self] head in route(head) })
+                liveness: monitors, route: { [unowned self] head in route(head) })
         }
         try group.loops[0].handleSignals { [unowned self] signo in
             logger.notice("signal received, stopping", metadata: ["signal": "\(signo)"])

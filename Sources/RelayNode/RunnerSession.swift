@@ -7,7 +7,6 @@ import Framing
 /// until this queue drains.
 final class RunnerSession: WebSocketEndpoint {
     let pod: PodChannel
-    let identity: Identity
     let ext: Bool
     /// See `BrowserSession.ws`.
     private var wsRef: Unmanaged<WebSocketConnection>! = nil
@@ -18,7 +17,6 @@ final class RunnerSession: WebSocketEndpoint {
 
     init(pod: PodChannel, identity: Identity, ext: Bool) {
         self.pod = pod
-        self.identity = identity
         self.ext = ext
     }
 
@@ -38,7 +36,7 @@ final class RunnerSession: WebSocketEndpoint {
     func webSocketOpened(_ ws: WebSocketConnection) {
         wsRef = Unmanaged.passUnretained(ws)
         pod.hub.counters.runners.add(1, ordering: .relaxed)
-        pod.hub.logger.info("runner connected", metadata: ["pod": "\(pod.key)", "ext": "\(ext)", "read_only": "\(identity.readOnly)"])
+        pod.hub.logger.info("runner connected", metadata: ["pod": "\(pod.key)", "ext": "\(ext)"])
         pod.runnerJoined(self)
     }
 

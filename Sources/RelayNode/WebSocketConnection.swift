@@ -4,8 +4,6 @@ import Framing
 /// Limits and timings of one server-side WebSocket.
 struct WebSocketSettings: Sendable {
     var maxMessageSize = 4 << 20
-    /// Interval of liveness pings; a peer silent for two intervals is dropped.
-    var pingInterval: UInt64 = 25_000_000_000
     /// How long to wait for the peer's Close after sending ours.
     var closeTimeout: UInt64 = 5_000_000_000
 }
@@ -26,15 +24,19 @@ final class WebSocketConnection: ConnectionHandler {
     private var state = State.open
     private var closeCode: UInt16 = WebSocketCloseCode.abnormal
     private var lastHeard: UInt64
-    private var pingTimer: LoopTimer?
     private var closeTimer: LoopTimer?
+    /// Position in the loop's liveness monitor (-1: not in it).
+    var livenessIndex = -1
+    private unowned(unsafe) let liveness: LivenessMonitor
 
-    init(connection: TCPConnection, settings: WebSocketSettings) {
+    /// `liveness` is the monitor of `connection`'s loop.
+    init(connection: TCPConnection, settings: WebSocketSettings, liveness: LivenessMonitor) {
         connectionRef = Unmanaged.passUnretained(connection)
         self.settings = settings
+        self.liveness = liveness
         decoder = WebSocketDecoder(configuration: .init(expectMasked: true, maxMessageSize: settings.maxMessageSize))
         lastHeard = MonotonicClock.now()
-        schedulePing()
+        liveness.add(self)
     }
 
     var loop: EventLoop { connection.loop }
@@ -93,19 +95,16 @@ final class WebSocketConnection: ConnectionHandler {
 
     // MARK: Liveness
 
-    private func schedulePing() {
-        pingTimer = connection.loop.schedule(afterNanoseconds: settings.pingInterval) { [unowned self] in
-            pingTimer = nil
-            guard state != .closed else { return }
-            if MonotonicClock.now() &- lastHeard >= 2 * settings.pingInterval {
-                // Half-open: nothing heard for two intervals.
-                closeCode = WebSocketCloseCode.abnormal
-                connection.close()
-                return
-            }
-            if state == .open { sendControl(.ping, []) }
-            schedulePing()
+    /// Called by the loop's liveness monitor once per interval.
+    func checkLiveness(now: UInt64, interval: UInt64) {
+        guard state != .closed else { return }
+        if now &- lastHeard >= 2 * interval {
+            // Half-open: nothing heard for two intervals.
+            closeCode = WebSocketCloseCode.abnormal
+            connection.close()
+            return
         }
+        if state == .open { sendControl(.ping, []) }
     }
 
     // MARK: ConnectionHandler
@@ -166,7 +165,7 @@ final class WebSocketConnection: ConnectionHandler {
 
     func connectionClosed(_ c: TCPConnection, error: SystemError?) {
         state = .closed
-        pingTimer?.cancel()
+        liveness.remove(self)
         closeTimer?.cancel()
         let e = endpoint
         endpoint = nil

@@ -1,0 +1,54 @@
+import Reactor
+
+/// Liveness for every WebSocket of one loop (PROTOCOL.md "Liveness"): one
+/// timer per loop instead of one per connection (a timer and its closure
+/// would cost an idle connection ~130 bytes). Every interval it pings each
+/// open connection and drops one that has sent nothing for two intervals.
+/// Loop-confined.
+final class LivenessMonitor: @unchecked Sendable {
+    unowned let loop: EventLoop
+    let interval: UInt64
+    /// The connections own themselves (through their TCP connection); each
+    /// removes itself when it closes, so these references never dangle.
+    private var members: [Unmanaged<WebSocketConnection>] = []
+    private var timer: LoopTimer?
+
+    init(loop: EventLoop, interval: UInt64) {
+        self.loop = loop
+        self.interval = interval
+    }
+
+    func add(_ ws: WebSocketConnection) {
+        ws.livenessIndex = members.count
+        members.append(Unmanaged.passUnretained(ws))
+        if timer == nil { timer = loop.schedule(afterNanoseconds: interval) { [unowned self] in sweep() } }
+    }
+
+    func remove(_ ws: WebSocketConnection) {
+        let i = ws.livenessIndex
+        guard i >= 0, i < members.count, members[i].toOpaque() == Unmanaged.passUnretained(ws).toOpaque() else { return }
+        let last = members.removeLast()
+        if i < members.count {
+            members[i] = last
+            last.takeUnretainedValue().livenessIndex = i
+        }
+        ws.livenessIndex = -1
+        if members.isEmpty {
+            timer?.cancel()
+            timer = nil
+        }
+    }
+
+    private func sweep() {
+        timer = nil
+        let now = MonotonicClock.now()
+        // Backwards: a connection that closes here swap-removes itself, and
+        // what moves into its slot has already been visited.
+        var i = members.count - 1
+        while i >= 0 {
+            if i < members.count { members[i].takeUnretainedValue().checkLiveness(now: now, interval: interval) }
+            i -= 1
+        }
+        if !members.isEmpty { timer = loop.schedule(afterNanoseconds: interval) { [unowned self] in sweep() } }
+    }
+}
