@@ -59,15 +59,17 @@ final class FanoutPod {
     let publisher: MessageEndpoint
     var subscribers: [MessageEndpoint] = []
     let stats: LoopStats
-    unowned let harness: Harness
-    unowned let loop: EventLoop
+    // The harness and loop outlive every pod (they stop only after the run).
+    unowned(unsafe) let harness: Harness
+    unowned(unsafe) let loop: EventLoop
     let subscriberCount: Int
     let rate: Double?
     let window: Int?
     private var payload: [UInt8]
-    private var sent: UInt64 = 0
-    private var deliveries: UInt64 = 0
-    private var nextSeq: [UInt64]
+    // Loop-confined counters touched per delivery: no runtime exclusivity checks.
+    @exclusivity(unchecked) private var sent: UInt64 = 0
+    @exclusivity(unchecked) private var deliveries: UInt64 = 0
+    @exclusivity(unchecked) private var nextSeq: [UInt64]
     private var t0: UInt64 = 0
     private var blocked = false
 
@@ -98,7 +100,7 @@ final class FanoutPod {
             do {
                 let e = try harness.target.subscriber(pod: pod, index: index * subscribers + s, on: loop)
                 wire(e)
-                e.onMessage = { [unowned self] bytes in received(bytes, from: s) }
+                e.onMessage = { [unowned(unsafe) self, unowned(unsafe) e] bytes in received(bytes, from: s, at: e.client.lastReadNanos) }
                 self.subscribers.append(e)
             } catch {
                 harness.fail("subscriber: \(error)")
@@ -158,10 +160,10 @@ final class FanoutPod {
         loop.schedule(afterNanoseconds: 1_000_000) { [weak self] in self?.tick() }
     }
 
-    private func received(_ bytes: UnsafeRawBufferPointer, from s: Int) {
+    private func received(_ bytes: UnsafeRawBufferPointer, from s: Int, at now: UInt64) {
         guard let (stamp, seq) = StampedPayload.read(bytes), seq < sent else { return }
         deliveries &+= 1
-        stats.recordDelivery(bytes: bytes.count, stampNanos: stamp, now: MonotonicClock.now())
+        stats.recordDelivery(bytes: bytes.count, stampNanos: stamp, now: now)
         if seq > nextSeq[s] { stats.dropped.add(Int(seq - nextSeq[s]), ordering: .relaxed) }
         nextSeq[s] = seq &+ 1
         if window != nil { fill() }

@@ -13,7 +13,7 @@ final class LoopStats: @unchecked Sendable {
     let dropped = Atomic<Int>(0)
     let lags = Atomic<Int>(0)
     /// Latency in microseconds. Loop thread only while running.
-    var latency = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    @exclusivity(unchecked) var latency = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
     /// Set when measurement starts (warm-up deliveries are not recorded).
     let measuring = Atomic<Bool>(false)
 

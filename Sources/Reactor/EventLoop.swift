@@ -27,12 +27,14 @@ public final class EventLoop: @unchecked Sendable {
     }
     /// Indexed by fd. The generation is packed beside the fd in epoll's data
     /// so that an event for a closed-and-reused fd is recognised and dropped.
-    private var registrations: [Registration] = []
+    @exclusivity(unchecked) private var registrations: [Registration] = []
     private var generation: UInt32 = 0
     var timers = TimerHeap()
     private var timerSequence: UInt64 = 0
-    private var dirty: [Flushable] = []
-    private var deferred: [() -> Void] = []
+    // Loop-thread state touched every turn: no runtime exclusivity checks
+    // (a job that defers another appends while `deferred` is not being iterated).
+    @exclusivity(unchecked) private var dirty: [Flushable] = []
+    @exclusivity(unchecked) private var deferred: [() -> Void] = []
     private var stopping = false
     private var threadID: pthread_t?
     private let events: UnsafeMutablePointer<creactor_event>

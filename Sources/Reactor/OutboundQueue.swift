@@ -21,8 +21,9 @@ public enum FlushResult: Equatable, Sendable {
 /// most the slice in progress + `limit` + one slice), leaving the decision (drop, lag, pause,
 /// close) to the connection's owner; `force` queues anyway (for small control
 /// frames whose loss would break the protocol). The ring is allocated on
-/// first use (2 entries, 48 bytes, doubling as needed); a drained queue
-/// keeps it while it has at most 32 entries, so a connection that never sends holds none, a busy
+/// first use (2 entries, 48 bytes, doubling as needed) and kept when the
+/// queue drains, unless it grew past 32 entries and the last turn used less
+/// than a quarter of it: a connection that never sends holds none, a busy
 /// one does not malloc per turn, and a burst's large ring is given back.
 public struct OutboundQueue: ~Copyable {
     private var ring: UnsafeMutablePointer<SlabSlice>?
@@ -97,6 +98,7 @@ public struct OutboundQueue: ~Copyable {
         iovecs: UnsafeMutablePointer<iovec>,
         write: (UnsafePointer<iovec>, Int32) -> IOResult
     ) -> FlushResult {
+        let batch = count
         while count > 0 {
             let n = min(count, Int(CREACTOR_IOV_MAX))
             var requested = 0
@@ -117,14 +119,14 @@ public struct OutboundQueue: ~Copyable {
                 return .failed(e)
             }
         }
-        // Keep a small ring for the next turn (no malloc per busy turn);
-        // give back one that a burst grew.
-        if capacity > Self.keptCapacity { freeRing() } else { head = 0 }
+        // Keep the ring for the next turn (no malloc per busy turn) unless it
+        // is large and this turn used little of it: a burst's ring goes back.
+        if capacity > Self.keptCapacity && batch * 4 < capacity { freeRing() } else { head = 0 }
         return .drained
     }
 
-    /// Largest ring kept across turns once drained: 32 entries (768 bytes),
-    /// enough for a busy subscriber's turn without a malloc.
+    /// A drained ring this small (32 entries, 768 bytes) is always kept;
+    /// a larger one while turns still fill a quarter of it.
     static let keptCapacity = 32
 
     /// Drops `written` bytes from the front, releasing finished slices.

@@ -15,7 +15,9 @@ public final class TCPConnection: Selectable, Flushable {
     /// Free for the owner (e.g. an id, a role); the Reactor never reads it.
     public var userTag: Int = 0
 
-    private var outbound: OutboundQueue
+    /// Touched only on the loop thread and never re-entered (flush calls out
+    /// only to the transport): no runtime exclusivity check on the hot path.
+    @exclusivity(unchecked) private var outbound: OutboundQueue
     private enum State { case connecting, open, closed }
     private var state: State
     private var interest: UInt32 = 0

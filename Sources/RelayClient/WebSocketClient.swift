@@ -22,12 +22,16 @@ extension WebSocketClientDelegate {
 /// value, then masks what it sends and decodes what the server sends.
 public final class WebSocketClient: ConnectionHandler {
     public private(set) var connection: TCPConnection!
-    public weak var delegate: (any WebSocketClientDelegate)?
+    /// Strong, and dropped when the connection closes (which breaks the
+    /// cycle with a delegate that holds its client): a weak reference would
+    /// cost an atomic load and release per message.
+    public var delegate: (any WebSocketClientDelegate)?
     public let url: WebSocketURL
     private let extraHeaders: [(String, String)]
     private var key = ""
     private var response: [UInt8] = []
-    private var decoder: WebSocketDecoder
+    /// Held across delegate callbacks, which never touch it.
+    @exclusivity(unchecked) private var decoder: WebSocketDecoder
     private enum State { case connecting, handshaking, open, closing, closed }
     private var state = State.connecting
     private var closeCode: UInt16?
@@ -36,6 +40,9 @@ public final class WebSocketClient: ConnectionHandler {
     private var maskState: UInt64
 
     public var isOpen: Bool { state == .open }
+    /// When the bytes being delivered were read (one clock read per read,
+    /// not per message: latency measurement without a syscall per message).
+    public private(set) var lastReadNanos: UInt64 = 0
     /// Free for the owner.
     public var tag = 0
 
@@ -95,7 +102,7 @@ public final class WebSocketClient: ConnectionHandler {
         state = .closing
         send(.close, bytes: WebSocketEncoder.closePayload(code: code, reason: reason), force: true)
         // Give the server a moment to answer, then drop.
-        connection.loop.schedule(afterNanoseconds: 2_000_000_000) { [weak self] in self?.connection.close() }
+        connection.loop.schedule(afterNanoseconds: 2_000_000_000) { [weak self] in self?.connection?.close() }
     }
 
     // MARK: ConnectionHandler
@@ -113,6 +120,7 @@ public final class WebSocketClient: ConnectionHandler {
     }
 
     public func connectionRead(_ c: TCPConnection, _ bytes: SlabSlice) {
+        lastReadNanos = MonotonicClock.now()
         if state == .handshaking {
             response += bytes.bytes
             guard let end = Self.headEnd(response) else {

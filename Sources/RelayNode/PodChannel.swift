@@ -14,8 +14,9 @@ final class PodChannel {
     /// Chosen at creation; a resume from another epoch gets a Gap.
     let epoch: UInt32
 
-    private var arena = FrameArena()
-    private var ring: ReplayRing
+    // Loop-confined and never re-entered while mutated: no runtime exclusivity checks per frame.
+    @exclusivity(unchecked) private var arena = FrameArena()
+    @exclusivity(unchecked) private var ring: ReplayRing
     /// Latest Snapshot / AcpSnapshot frames (counted), and the last sequence
     /// number delivered before that Snapshot arrived.
     private var snapshot: SlabSlice?

@@ -17,7 +17,8 @@ final class WebSocketConnection: ConnectionHandler {
     private let connectionRef: Unmanaged<TCPConnection>
     var connection: TCPConnection { connectionRef.takeUnretainedValue() }
     var endpoint: (any WebSocketEndpoint)?
-    private var decoder: WebSocketDecoder
+    /// Held across endpoint callbacks, which never touch the decoder.
+    @exclusivity(unchecked) private var decoder: WebSocketDecoder
     private let settings: WebSocketSettings
 
     private enum State { case open, closeSent, closed }
