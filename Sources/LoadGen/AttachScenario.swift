@@ -13,24 +13,23 @@ struct Attach: ParsableCommand {
 
     func validate() throws {
         guard common.target == "relay" else { throw ValidationError("attach measures the relay's replay: --target relay") }
+        guard common.processes == 1 else { throw ValidationError("attach runs in one process") }
     }
 
     func run() throws {
-        var options = common
-        options.scenarioName = "attach"
-        options.loops = 1
-        let harness = try Harness(options: options)
         let (rate, joins, size) = (self.rate, self.joins, self.size)
-        let holder = PodHolder()
-        let result = harness.run(
-            connections: 1,
-            setup: { loop, stats, h in holder.add(BusyPod(rate: rate, joins: joins, size: size, loop: loop, stats: stats, harness: h), loop: 0) },
-            start: { _ in holder.forEach(loop: 0) { (p: BusyPod) in p.start() } },
-            expectedDeliveries: { _ in 0 })
-        Report(scenario: "attach", options: options, parameters: [
+        var options = common
+        options.loops = 1
+        try options.execute(scenario: "attach", parameters: [
             ("runner_rate", Int64(rate)), ("joins_per_s", Int64(joins)), ("frame_size", Int64(size)),
-        ], result: result).print(to: common.json)
-        if result.error != nil { throw ExitCode.failure }
+        ]) { harness in
+            let holder = PodHolder()
+            return harness.run(
+                connections: 1,
+                setup: { loop, stats, h in holder.add(BusyPod(rate: rate, joins: joins, size: size, loop: loop, stats: stats, harness: h), loop: 0) },
+                start: { _ in holder.forEach(loop: 0) { (p: BusyPod) in p.start() } },
+                expectedDeliveries: { _ in 0 })
+        }
     }
 }
 

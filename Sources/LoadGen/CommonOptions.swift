@@ -16,6 +16,9 @@ struct CommonOptions: ParsableArguments {
     @Option(help: "Connect from 127.0.0.1 … 127.0.0.N (spreads ephemeral ports).") var sources: Int = 1
     @Option(help: "Write the result as JSON to this file.") var json: String?
     @Flag(help: "No progress line.") var quiet = false
+    @Option(help: "Client processes: split the connections over N workers (one process holds at most ~19,000 sockets).") var processes: Int = 1
+    @Option(name: .customLong("worker-index"), help: .hidden) var workerIndex: Int?
+    @Option(help: .hidden) var barrier: String?
 
     var scenarioName = ""
 
@@ -31,5 +34,30 @@ struct CommonOptions: ParsableArguments {
 
     enum CodingKeys: CodingKey {
         case target, url, secret, issuer, loops, duration, warmup, connectTimeout, serverPID, sources, json, quiet
+        case processes, workerIndex, barrier
     }
+}
+
+extension CommonOptions {
+    /// Runs a scenario here, or over `--processes` workers, and reports it.
+    /// `extra` adds figures computed from the result (e.g. memory per connection).
+    func execute(scenario: String, parameters: [(String, Int64)],
+                 extra: (RunResult) -> [(String, Int64)] = { _ in [] },
+                 _ body: (Harness) -> RunResult) throws {
+        var options = self
+        options.scenarioName = scenario
+        let result: RunResult
+        if let merged = try Supervisor.runWorkersIfParent(options) {
+            result = merged
+        } else {
+            result = body(try Harness(options: options))
+        }
+        let report = Report(scenario: scenario, options: options, parameters: parameters + extra(result), result: result)
+        // A worker reports to its parent only, through its JSON file.
+        if workerIndex == nil { report.print(to: json) } else { report.write(to: json) }
+        if result.error != nil { throw ExitCode.failure }
+    }
+
+    /// This process's share of `count` items (pods, connections) in a multi-process run.
+    func owns(_ index: Int) -> Bool { index % processes == (workerIndex ?? 0) }
 }

@@ -14,34 +14,34 @@ struct Connections: ParsableCommand {
     }
 
     func run() throws {
-        var options = common
-        options.scenarioName = "connections"
-        options.warmup = 0
         let pid = common.serverPID!
         let baseline = ProcessCPU.residentBytes(pid: pid) ?? 0
-        let harness = try Harness(options: options)
         let pods = (connections + perPod - 1) / perPod
         let (n, perPod) = (connections, self.perPod)
-        let loops = harness.group.loops.count
-        let holder = PodHolder()
-        let result = harness.run(
-            connections: n + pods,
-            setup: { loop, stats, h in
-                for p in stride(from: loop.index, to: pods, by: loops) {
-                    let count = min(perPod, n - p * perPod)
-                    holder.add(FanoutPod(index: p, subscribers: count, size: 64, rate: nil, window: 1,
-                                         loop: loop, stats: stats, harness: h), loop: loop.index)
-                }
-            },
-            start: { _ in },
-            expectedDeliveries: { _ in 0 })
-        let total = n + pods
-        let grown = (result.serverRSS ?? baseline) > baseline ? Int64((result.serverRSS ?? baseline) - baseline) : 0
-        Report(scenario: "connections", options: options, parameters: [
-            ("subscribers", Int64(n)), ("pods", Int64(pods)), ("connections_total", Int64(total)),
-            ("server_rss_baseline_bytes", Int64(baseline)), ("server_rss_growth_bytes", grown),
-            ("server_rss_bytes_per_connection", grown / Int64(max(total, 1))),
-        ], result: result).print(to: common.json)
-        if result.error != nil { throw ExitCode.failure }
+        var options = common
+        options.warmup = 0
+        try options.execute(scenario: "connections", parameters: [
+            ("subscribers", Int64(n)), ("pods", Int64(pods)), ("connections_total", Int64(n + pods)),
+            ("server_rss_baseline_bytes", Int64(baseline)),
+        ], extra: { result in
+            let end = result.serverRSS ?? baseline
+            let grown = end > baseline ? Int64(end - baseline) : 0
+            return [("server_rss_growth_bytes", grown), ("server_rss_bytes_per_connection", grown / Int64(max(n + pods, 1)))]
+        }) { harness in
+            let holder = PodHolder()
+            let mine = (0..<pods).filter { harness.options.owns($0) }
+            let connections = mine.reduce(0) { $0 + min(perPod, n - $1 * perPod) + 1 }
+            return harness.run(
+                connections: connections,
+                setup: { loop, stats, h in
+                    for p in h.indices(count: pods, loop: loop.index) {
+                        let count = min(perPod, n - p * perPod)
+                        holder.add(FanoutPod(index: p, subscribers: count, size: 64, rate: nil, window: 1,
+                                             loop: loop, stats: stats, harness: h), loop: loop.index)
+                    }
+                },
+                start: { _ in },
+                expectedDeliveries: { _ in 0 })
+        }
     }
 }

@@ -12,25 +12,21 @@ struct Echo: ParsableCommand {
     @Option(help: "Messages in flight per connection.") var window: Int = 1
 
     func run() throws {
-        var options = common
-        options.scenarioName = "echo"
-        let harness = try Harness(options: options)
         let (n, size, window) = (connections, self.size, self.window)
-        let loops = harness.group.loops.count
-        let holder = PodHolder()
-        let result = harness.run(
-            connections: n,
-            setup: { loop, stats, h in
-                for i in stride(from: loop.index, to: n, by: loops) {
-                    holder.add(EchoConnection(index: i, size: size, window: window, loop: loop, stats: stats, harness: h), loop: loop.index)
-                }
-            },
-            start: { loop in holder.forEach(loop: loop.index) { (c: EchoConnection) in c.start() } },
-            expectedDeliveries: { $0 })
-        Report(scenario: "echo", options: options, parameters: [
+        try common.execute(scenario: "echo", parameters: [
             ("connections", Int64(n)), ("message_size", Int64(size)), ("window", Int64(window)),
-        ], result: result).print(to: common.json)
-        if result.error != nil { throw ExitCode.failure }
+        ]) { harness in
+            let holder = PodHolder()
+            return harness.run(
+                connections: harness.share(n),
+                setup: { loop, stats, h in
+                    for i in h.indices(count: n, loop: loop.index) {
+                        holder.add(EchoConnection(index: i, size: size, window: window, loop: loop, stats: stats, harness: h), loop: loop.index)
+                    }
+                },
+                start: { loop in holder.forEach(loop: loop.index) { (c: EchoConnection) in c.start() } },
+                expectedDeliveries: { $0 })
+        }
     }
 }
 

@@ -24,27 +24,23 @@ struct Fanout: ParsableCommand {
     }
 
     func run() throws {
-        var options = common
-        options.scenarioName = "fanout"
-        let harness = try Harness(options: options)
         let (pods, subscribers, size, rate, window) = (self.pods, self.subscribers, self.size, self.rate, max ? self.window : nil)
-        let loops = harness.group.loops.count
-        let holder = PodHolder()
-        let result = harness.run(
-            connections: pods * (subscribers + 1),
-            setup: { loop, stats, h in
-                for p in stride(from: loop.index, to: pods, by: loops) {
-                    holder.add(FanoutPod(index: p, subscribers: subscribers, size: size, rate: rate, window: window,
-                                         loop: loop, stats: stats, harness: h), loop: loop.index)
-                }
-            },
-            start: { loop in holder.forEach(loop: loop.index) { (p: FanoutPod) in p.start() } },
-            expectedDeliveries: { $0 * subscribers })
-        Report(scenario: "fanout", options: options, parameters: [
+        try common.execute(scenario: "fanout", parameters: [
             ("pods", Int64(pods)), ("subscribers_per_pod", Int64(subscribers)), ("frame_size", Int64(size)),
             ("rate_per_pod", Int64(rate ?? 0)), ("window", Int64(window ?? 0)),
-        ], result: result).print(to: common.json)
-        if result.error != nil { throw ExitCode.failure }
+        ]) { harness in
+            let holder = PodHolder()
+            return harness.run(
+                connections: harness.share(pods) * (subscribers + 1),
+                setup: { loop, stats, h in
+                    for p in h.indices(count: pods, loop: loop.index) {
+                        holder.add(FanoutPod(index: p, subscribers: subscribers, size: size, rate: rate, window: window,
+                                             loop: loop, stats: stats, harness: h), loop: loop.index)
+                    }
+                },
+                start: { loop in holder.forEach(loop: loop.index) { (p: FanoutPod) in p.start() } },
+                expectedDeliveries: { $0 * subscribers })
+        }
     }
 }
 

@@ -28,6 +28,16 @@ final class Harness: @unchecked Sendable {
         stats = group.loops.map { _ in LoopStats() }
     }
 
+    /// The items (pods, connections) of `count` that this process runs on
+    /// `loop`: spread over the processes, then over this process's loops.
+    func indices(count: Int, loop: Int) -> [Int] {
+        let mine = (0..<count).filter { options.owns($0) }
+        return stride(from: loop, to: mine.count, by: group.loops.count).map { mine[$0] }
+    }
+
+    /// How many of `count` items this process runs.
+    func share(_ count: Int) -> Int { (0..<count).filter { options.owns($0) }.count }
+
     /// A connection closed: an error unless the run is over.
     func closed(_ why: String) {
         if !finished.load(ordering: .relaxed) { fail(why) }
@@ -65,6 +75,7 @@ final class Harness: @unchecked Sendable {
             shutdown()
             return RunResult.failed("only \(connected) of \(expected) connections became ready: \(why)")
         }
+        Supervisor.barrier(options)
         running.store(true, ordering: .relaxed)
         for loop in group.loops { loop.execute { start(loop) } }
         if options.warmup > 0 {

@@ -15,25 +15,21 @@ struct Input: ParsableCommand {
     }
 
     func run() throws {
-        var options = common
-        options.scenarioName = "input"
-        let harness = try Harness(options: options)
         let (pods, browsers, rate) = (self.pods, self.browsers, self.rate)
-        let loops = harness.group.loops.count
-        let holder = PodHolder()
-        let result = harness.run(
-            connections: pods * (browsers + 1),
-            setup: { loop, stats, h in
-                for p in stride(from: loop.index, to: pods, by: loops) {
-                    holder.add(TypingPod(index: p, browsers: browsers, rate: rate, loop: loop, stats: stats, harness: h), loop: loop.index)
-                }
-            },
-            start: { loop in holder.forEach(loop: loop.index) { (p: TypingPod) in p.start() } },
-            expectedDeliveries: { $0 })
-        Report(scenario: "input", options: options, parameters: [
+        try common.execute(scenario: "input", parameters: [
             ("pods", Int64(pods)), ("browsers_per_pod", Int64(browsers)), ("keystrokes_per_s_per_browser", Int64(rate)),
-        ], result: result).print(to: common.json)
-        if result.error != nil { throw ExitCode.failure }
+        ]) { harness in
+            let holder = PodHolder()
+            return harness.run(
+                connections: harness.share(pods) * (browsers + 1),
+                setup: { loop, stats, h in
+                    for p in h.indices(count: pods, loop: loop.index) {
+                        holder.add(TypingPod(index: p, browsers: browsers, rate: rate, loop: loop, stats: stats, harness: h), loop: loop.index)
+                    }
+                },
+                start: { loop in holder.forEach(loop: loop.index) { (p: TypingPod) in p.start() } },
+                expectedDeliveries: { $0 })
+        }
     }
 }
 

@@ -34,6 +34,12 @@ struct Report {
         json.key("max"); json.integer(Int64(result.latency.max))
         json.key("count"); json.integer(Int64(result.latency.totalCount))
         json.endObject()
+        // The recorded buckets, so that runs over several processes merge exactly.
+        json.key("latency_histogram"); json.beginArray()
+        for v in result.latency.recordedValues() {
+            json.beginArray(); json.integer(Int64(v.value)); json.integer(Int64(v.count)); json.endArray()
+        }
+        json.endArray()
         json.key("errors"); json.integer(Int64(result.errors))
         json.key("dropped"); json.integer(Int64(result.dropped))
         json.key("lags"); json.integer(Int64(result.lags))
@@ -71,6 +77,10 @@ struct Report {
         var out = ""
         for (k, v) in fields { out += k + String(repeating: " ", count: width - k.count) + "  " + v + "\n" }
         _ = out.withCString { write(1, $0, strlen($0)) }
+        write(to: jsonPath)
+    }
+
+    func write(to jsonPath: String?) {
         if let jsonPath, let f = fopen(jsonPath, "w") {
             var bytes = json.bytes + [10]
             fwrite(&bytes, 1, bytes.count, f)

@@ -71,3 +71,15 @@ def test_connections_reports_memory_per_connection(start_relay, tmp_path):
     assert result["connections_total"] == 200 + 23
     assert result["server_rss_bytes"] > 0
     assert "server_rss_bytes_per_connection" in result
+
+
+def test_fanout_over_two_worker_processes(start_relay, tmp_path):
+    """--processes 2 splits the pods over two workers that measure the same
+    window; the parent merges their counts and latency histograms."""
+    relay = start_relay("--max-browsers-per-pod", "100")
+    result, table = run_loadgen(relay, tmp_path, "fanout", "--pods", "4", "--subscribers", "10", "--max",
+                                "--window", "8", "--processes", "2")
+    assert result["sent"] > 0
+    assert result["delivered"] == result["expected"] == result["sent"] * 10, table
+    assert result["latency_us"]["count"] > 0
+    assert sum(c for _, c in result["latency_histogram"]) == result["latency_us"]["count"]
