@@ -76,7 +76,7 @@ struct Report {
         let width = fields.map(\.0.count).max() ?? 10
         var out = ""
         for (k, v) in fields { out += k + String(repeating: " ", count: width - k.count) + "  " + v + "\n" }
-        _ = out.withCString { write(1, $0, strlen($0)) }
+        _ = out.withCString { Glibc.write(1, $0, strlen($0)) }
         write(to: jsonPath)
     }
 
