@@ -1,11 +1,12 @@
 import Glibc
+import Reactor
 
 /// CPU time and memory of a process, read from /proc.
 enum ProcessCPU {
     /// utime + stime of `pid` (or this process) in microseconds.
     static func microseconds(pid: Int32? = nil) -> UInt64? {
         let path = pid.map { "/proc/\($0)/stat" } ?? "/proc/self/stat"
-        guard let text = readText(path), let close = text.lastIndex(of: ")") else { return nil }
+        guard let text = FileContents.text(path), let close = text.lastIndex(of: ")") else { return nil }
         // Fields after "(comm)": state is field 3; utime 14, stime 15.
         let fields = text[text.index(after: close)...].split(separator: " ")
         guard fields.count > 13, let u = UInt64(fields[11]), let s = UInt64(fields[12]) else { return nil }
@@ -15,7 +16,7 @@ enum ProcessCPU {
 
     /// VmRSS of `pid` in bytes.
     static func residentBytes(pid: Int32) -> UInt64? {
-        guard let text = readText("/proc/\(pid)/status") else { return nil }
+        guard let text = FileContents.text("/proc/\(pid)/status") else { return nil }
         for line in text.split(separator: "\n") where line.hasPrefix("VmRSS:") {
             let kb = line.split(separator: " ").dropFirst().first.flatMap { UInt64($0) }
             return kb.map { $0 * 1024 }
@@ -23,16 +24,4 @@ enum ProcessCPU {
         return nil
     }
 
-    static func readText(_ path: String) -> String? {
-        guard let f = fopen(path, "r") else { return nil }
-        defer { fclose(f) }
-        var out: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = fread(&buf, 1, buf.count, f)
-            if n <= 0 { break }
-            out += buf[0..<n]
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
 }

@@ -43,7 +43,7 @@ enum Supervisor {
         for (w, pid) in pids.enumerated() {
             var status: Int32 = 0
             waitpid(pid, &status, 0)
-            guard let bytes = readFile("\(dir)/\(w).json"), let json = try? JSONParser.parse(bytes) else {
+            guard let bytes = FileContents.bytes("\(dir)/\(w).json"), let json = try? JSONParser.parse(bytes) else {
                 return RunResult.failed("worker \(w) wrote no result (exit status \(status))")
             }
             results.append(json)
@@ -101,19 +101,6 @@ enum Supervisor {
         guard !options.quiet else { return }
         let line = "\r\u{1B}[K[\(options.scenarioName) \(options.target)] \(s)"
         _ = line.withCString { write(2, $0, strlen($0)) }
-    }
-
-    private static func readFile(_ path: String) -> [UInt8]? {
-        guard let f = fopen(path, "r") else { return nil }
-        defer { fclose(f) }
-        var out: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = fread(&buf, 1, buf.count, f)
-            if n <= 0 { break }
-            out += buf[0..<n]
-        }
-        return out
     }
 
     private static func removeTree(_ dir: String) {

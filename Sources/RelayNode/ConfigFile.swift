@@ -1,22 +1,14 @@
 import Glibc
+import Reactor
 import Yams
 
 /// The optional YAML settings file: a flat mapping from setting keys (the
 /// flag names, e.g. `port`, `jwt-issuer`) to scalars.
 enum ConfigFile {
     static func load(path: String) throws -> [String: String] {
-        guard let f = fopen(path, "r") else {
+        guard let text = FileContents.text(path) else {
             throw ConfigurationError("cannot read config file \(path): \(String(cString: strerror(errno)))")
         }
-        var bytes: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = fread(&buf, 1, buf.count, f)
-            if n <= 0 { break }
-            bytes += buf[0..<n]
-        }
-        fclose(f)
-        let text = String(decoding: bytes, as: UTF8.self)
         let node: Node?
         do { node = try Yams.compose(yaml: text) } catch {
             throw ConfigurationError("config file \(path) is not valid YAML: \(error)")

@@ -1,6 +1,7 @@
 import Glibc
 import Logging
 import Framing
+import Reactor
 
 /// The browser terminal at `/` (dev mode, or when --web-root is set): an
 /// embedded page on xterm.js (DOM renderer, so tests can read the screen)
@@ -23,26 +24,13 @@ struct WebPage: Sendable {
         var assets: [String: (String, [UInt8])] = [:]
         var missing: [String] = []
         for (name, type) in assetNames {
-            if let root, let bytes = readFile("\(root)/\(name)") { assets[name] = (type, bytes) } else { missing.append(name) }
+            if let root, let bytes = FileContents.bytes("\(root)/\(name)") { assets[name] = (type, bytes) } else { missing.append(name) }
         }
         if !missing.isEmpty {
             logger.warning("terminal page assets missing (run `make setup`, which fetches them into .cache/web)",
                            metadata: ["web_root": "\(root ?? "-")", "missing": "\(missing.joined(separator: ","))"])
         }
         return WebPage(enabled: true, assets: assets, missing: missing)
-    }
-
-    static func readFile(_ path: String) -> [UInt8]? {
-        guard let f = fopen(path, "rb") else { return nil }
-        defer { fclose(f) }
-        var out: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = fread(&buf, 1, buf.count, f)
-            if n <= 0 { break }
-            out += buf[0..<n]
-        }
-        return out
     }
 
     /// The response for `path`, or nil when it is not a page path.
