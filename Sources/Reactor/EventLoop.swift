@@ -1,5 +1,6 @@
 import Glibc
 import CReactor
+import Synchronization
 
 /// One thread running `epoll_wait` over its own descriptors, timers and
 /// mailbox (in the manner of Redis's ae.c).
@@ -36,7 +37,9 @@ public final class EventLoop: @unchecked Sendable {
     @exclusivity(unchecked) private var dirty: [Flushable] = []
     @exclusivity(unchecked) private var deferred: [() -> Void] = []
     private var stopping = false
-    private var threadID: pthread_t?
+    /// The loop thread's id (0 before it runs): read by other threads in
+    /// `inLoop`, hence atomic.
+    private let threadID = Atomic<UInt>(0)
     private let events: UnsafeMutablePointer<creactor_event>
     private static let maxEvents = 256
 
@@ -46,9 +49,9 @@ public final class EventLoop: @unchecked Sendable {
     public let readBuffer: ReadBuffer
     /// Start time of the turn being run (monotonic ns); cheap "now" for handlers.
     public private(set) var turnStart: UInt64 = 0
-    /// Turn duration statistics (for metrics).
-    public private(set) var turns: UInt64 = 0
-    public private(set) var busyNanos: UInt64 = 0
+    /// Turn statistics for metrics, read from other threads (relaxed).
+    public let turns = Atomic<UInt64>(0)
+    public let busyNanos = Atomic<UInt64>(0)
 
     public init(index: Int = 0) throws(SystemError) {
         self.index = index
@@ -73,8 +76,7 @@ public final class EventLoop: @unchecked Sendable {
 
     /// True on the loop's own thread.
     public var inLoop: Bool {
-        guard let t = threadID else { return false }
-        return pthread_equal(t, pthread_self()) != 0
+        threadID.load(ordering: .relaxed) == UInt(pthread_self())
     }
 
     // MARK: Descriptors
@@ -155,7 +157,7 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Runs turns until `stop()`, then closes every descriptor the loop owns.
     public func run() {
-        threadID = pthread_self()
+        threadID.store(UInt(pthread_self()), ordering: .relaxed)
         while !stopping {
             let n = creactor_epoll_wait(epfd, events, Int32(Self.maxEvents), pollTimeout())
             turnStart = MonotonicClock.now()
@@ -170,8 +172,8 @@ public final class EventLoop: @unchecked Sendable {
             runExpiredTimers()
             runDeferred()
             flushDirty()
-            turns &+= 1
-            busyNanos &+= MonotonicClock.now() &- turnStart
+            turns.add(1, ordering: .relaxed)
+            busyNanos.add(MonotonicClock.now() &- turnStart, ordering: .relaxed)
         }
         closeEverything()
     }
@@ -254,7 +256,6 @@ public final class EventLoop: @unchecked Sendable {
         deferred.removeAll()
         dirty.removeAll()
         Glibc.close(epfd)
-        threadID = nil
     }
 }
 

@@ -42,8 +42,8 @@ enum AdminReport {
         metric("relay_closes_total", "counter", "WebSocket closes by close code.", codes.keys.sorted().map { ("{code=\"\($0)\"}", codes[$0]!) })
         metric("relay_slab_allocations_total", "counter", "Buffers (slabs) allocated: grows per frame, never per subscriber.",
                [("", Slab.allocations.load(ordering: .relaxed))])
-        metric("relay_loop_turns_total", "counter", "Event loop turns.", loops.map { ("{loop=\"\($0.index)\"}", Int($0.turns)) })
-        metric("relay_loop_busy_microseconds_total", "counter", "Time spent in loop turns (not waiting).", loops.map { ("{loop=\"\($0.index)\"}", Int($0.busyNanos / 1000)) })
+        metric("relay_loop_turns_total", "counter", "Event loop turns.", loops.map { ("{loop=\"\($0.index)\"}", Int($0.turns.load(ordering: .relaxed))) })
+        metric("relay_loop_busy_microseconds_total", "counter", "Time spent in loop turns (not waiting).", loops.map { ("{loop=\"\($0.index)\"}", Int($0.busyNanos.load(ordering: .relaxed) / 1000)) })
         return out
     }
 }

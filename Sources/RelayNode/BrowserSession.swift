@@ -45,7 +45,7 @@ final class BrowserSession: WebSocketEndpoint {
             return false
         }
         if wsRef._withUnsafeGuaranteedRef({ $0.send(frame: frame) }) { return true }
-        lag(droppedNow: replayable ? 1 : 0)
+        if ws.isOpen { lag(droppedNow: replayable ? 1 : 0) }
         return false
     }
 
@@ -55,12 +55,22 @@ final class BrowserSession: WebSocketEndpoint {
         ws.send(frame: frame, force: true)
     }
 
+    /// Relay-made frames that must arrive (0x08/0x09, Position, Gap,
+    /// Lagged): rare, past the bound.
     func sendRelayFrame(_ bytes: [UInt8]) {
         bytes.withUnsafeBytes { _ = ws.send(opcode: .binary, copying: $0, force: true) }
     }
 
     func sendExtension(_ bytes: [UInt8]) {
         if ext { sendRelayFrame(bytes) }
+    }
+
+    /// An Error reply to something the client sent: within the bound only,
+    /// so a client that keeps sending refused input without reading cannot
+    /// grow its queue.
+    func sendErrorReply(code: UInt16, reason: String) {
+        guard ext else { return }
+        RelayEnvelope.error(code: code, reason: reason).withUnsafeBytes { _ = ws.send(opcode: .binary, copying: $0) }
     }
 
     private func lag(droppedNow: UInt64) {
@@ -70,8 +80,11 @@ final class BrowserSession: WebSocketEndpoint {
         // frame being written (a frame is never cut).
         let dropped = ws.connection.dropQueued { frame in
             guard let type = ServerFrameInspector.relayType(frame) else { return false }
+            // Replayable frames and snapshots come back with the catch-up;
+            // a queued Position would describe frames dropped here.
             return RelayFrameType(rawValue: type)?.isReplayable == true
                 || type == RelayFrameType.snapshot.rawValue || type == RelayFrameType.acpSnapshot.rawValue
+                || type == RelayFrameType.position.rawValue
         }
         droppedWhileLagged &+= droppedNow &+ UInt64(dropped)
         let now = ws.loop.turnStart

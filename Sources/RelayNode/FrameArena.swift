@@ -58,6 +58,7 @@ enum ServerFrameInspector {
     static func relayType(_ frame: SlabSlice) -> UInt8? {
         guard frame.count >= 3 else { return nil }
         let p = frame.start.assumingMemoryBound(to: UInt8.self)
+        guard p[0] & 0x0F == WebSocketOpcode.binary.rawValue else { return nil }   // not a relay frame (Close, Pong…)
         let len = p[1] & 0x7F
         let headerSize = len < 126 ? 2 : (len == 126 ? 4 : 10)
         guard frame.count > headerSize else { return nil }

@@ -24,11 +24,13 @@ final class HTTPServerConnection: ConnectionHandler {
     /// parser's 16 KiB limit); empty in the common one-read case.
     private var pending: [UInt8] = []
     private var deadline: LoopTimer?
+    private let handshakeTimeout: UInt64
 
     init(connection: TCPConnection, handshakeTimeout: UInt64, webSocketSettings: WebSocketSettings,
          liveness: [LivenessMonitor], route: @escaping (HTTPRequestHead) -> RouteDecision) {
         self.connection = connection
         self.liveness = liveness
+        self.handshakeTimeout = handshakeTimeout
         self.route = route
         self.webSocketSettings = webSocketSettings
         deadline = connection.loop.schedule(afterNanoseconds: handshakeTimeout) { [unowned connection] in
@@ -123,7 +125,10 @@ final class HTTPServerConnection: ConnectionHandler {
 
     private func respond(_ bytes: [UInt8]) {
         deadline?.cancel()
-        deadline = nil
+        // A client that never reads its response must not hold the
+        // connection (and the response) forever: the same deadline again,
+        // then a hard close.
+        deadline = connection.loop.schedule(afterNanoseconds: handshakeTimeout) { [unowned connection] in connection.close() }
         connection.enqueue(copying: bytes)
         connection.close(afterFlush: true)
     }

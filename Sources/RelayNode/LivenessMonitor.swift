@@ -39,6 +39,15 @@ final class LivenessMonitor: @unchecked Sendable {
         }
     }
 
+    /// Starts the close handshake on every open WebSocket of this loop.
+    func closeAll(code: UInt16, reason: String) {
+        var i = members.count - 1
+        while i >= 0 {
+            if i < members.count { members[i].takeUnretainedValue().close(code: code, reason: reason) }
+            i -= 1
+        }
+    }
+
     private func sweep() {
         timer = nil
         let now = MonotonicClock.now()

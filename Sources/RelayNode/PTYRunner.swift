@@ -26,6 +26,12 @@ final class PTYRunner: WebSocketClientDelegate, ConnectionHandler {
     private var recent: [UInt8] = []
     static let recentLimit = 64 * 1024
     private var backoff: UInt64 = 500_000_000
+    /// When the current connection attempt started (for the handshake deadline).
+    private var connectStarted: UInt64 = 0
+    /// Nothing read from the relay for this long (it pings every 25 s by
+    /// default) means it is gone even if TCP does not say so.
+    var silenceLimit: UInt64 = 60_000_000_000
+    static let handshakeDeadline: UInt64 = 10_000_000_000
     private var exiting = false
     private(set) var exitStatus: Int32 = 0
 
@@ -50,16 +56,37 @@ final class PTYRunner: WebSocketClientDelegate, ConnectionHandler {
         pty = c
         logger.notice("command started", metadata: ["pid": "\(pid)", "command": "\(argv.joined(separator: " "))"])
         connect()
+        watchConnection()
     }
 
     private func connect() {
         guard !exiting else { return }
+        connectStarted = MonotonicClock.now()
         let target = "/runner/relay?token=\(tokenSource())"
         do {
             client = try WebSocketClient.connect(to: base.with(target: target), on: loop, delegate: self)
         } catch {
             logger.warning("connect failed", metadata: ["error": "\(error)"])
             scheduleReconnect()
+        }
+    }
+
+    /// Every 5 s: a connection stuck in its handshake, or silent past the
+    /// limit (a dead relay host behind a live-looking TCP connection), is
+    /// dropped, which schedules a reconnect.
+    private func watchConnection() {
+        loop.schedule(afterNanoseconds: 5_000_000_000) { [weak self] in
+            guard let self, !exiting else { return }
+            let now = MonotonicClock.now()
+            if let c = client {
+                let stuck = !c.isOpen && now &- connectStarted > Self.handshakeDeadline
+                let silent = c.isOpen && now &- c.lastReadNanos > silenceLimit
+                if stuck || silent {
+                    logger.warning(stuck ? "handshake timed out" : "relay silent, reconnecting")
+                    c.connection.close()
+                }
+            }
+            watchConnection()
         }
     }
 
@@ -83,7 +110,12 @@ final class PTYRunner: WebSocketClientDelegate, ConnectionHandler {
         let body = UnsafeRawBufferPointer(rebasing: payload[1...])
         switch RelayFrameType(rawValue: payload[0]) {
         case .input?:
-            pty?.enqueue(copying: body)
+            // Bounded: when the command does not read its input, stop reading
+            // from the relay (TCP backpressure) until the PTY drains.
+            if let pty, !pty.enqueue(copying: body, force: false) {
+                pty.enqueue(copying: body, force: true)
+                client.connection.pauseReading()
+            }
         case .resize?:
             if let size = RelayEnvelope.parseResize(body), size.cols > 0, size.rows > 0 {
                 cols = size.cols
@@ -143,6 +175,8 @@ final class PTYRunner: WebSocketClientDelegate, ConnectionHandler {
     }
 
     func connectionReadEOF(_ c: TCPConnection) { c.close() }
+
+    func connectionDrained(_ c: TCPConnection) { client?.connection.resumeReading() }
 
     func connectionClosed(_ c: TCPConnection, error: SystemError?) {
         // EIO on the master: the command has exited.

@@ -71,6 +71,8 @@ final class PodChannel {
             b.pendingTimer = nil
         }
         if browsers.isEmpty { startRunnerPendingTimer(r) }
+        // Browsers that came first were attached without a Snapshot.
+        if snapshot == nil && !browsers.isEmpty { r.sendRelayFrame([RelayFrameType.resync.rawValue]) }
         // Input typed while the runner was away, in order.
         let held = heldInput
         heldInput.removeAll()
@@ -190,13 +192,15 @@ final class PodChannel {
         if !b.canWrite, let t = RelayFrameType(rawValue: type),
            t == .input || t == .resize || t == .resync || t == .acpCommand {
             hub.counters.add(hub.counters.refusedInput, 1)
-            b.sendExtension(RelayEnvelope.error(code: 403, reason: "read-only viewer"))
+            b.sendErrorReply(code: 403, reason: "read-only viewer")
             return
         }
         hub.counters.add(hub.counters.framesIn, 1)
         hub.counters.add(hub.counters.bytesIn, payload.count)
         if let r = runner {
-            if let frame {
+            // In place (zero copy) only when it will most likely leave this
+            // turn: a queued in-place frame pins the loop's shared read slab.
+            if let frame, r.ws.queuedBytes == 0 {
                 r.deliver(ServerFrame.inPlace(frame, opcode: .binary))
             } else {
                 let copy = ServerFrame.copy(opcode: .binary, payload: payload)
@@ -209,7 +213,7 @@ final class PodChannel {
             heldBytes += payload.count
         } else {
             hub.counters.add(hub.counters.refusedInput, 1)
-            b.sendExtension(RelayEnvelope.error(code: 503, reason: "runner away: input buffer full"))
+            b.sendErrorReply(code: 503, reason: "runner away: input buffer full")
         }
     }
 
@@ -240,8 +244,10 @@ final class PodChannel {
                 b.sendExtension(RelayEnvelope.position(epoch: epoch, seq: lastSeq))
                 return
             }
-            let from = r.epoch == epoch ? r.seq &+ 1 : 1
-            b.sendExtension(RelayEnvelope.gap(epoch: epoch, from: from, to: first &- 1))
+            // From the client's next frame; a seq from the future (or another
+            // epoch) counts as nothing held.
+            let from = r.epoch == epoch && r.seq <= lastSeq ? r.seq &+ 1 : 1
+            b.sendExtension(RelayEnvelope.gap(epoch: epoch, from: from, to: max(from, first) &- 1))
         }
         catchUp(b)
     }
@@ -253,7 +259,11 @@ final class PodChannel {
         if let s = snapshot { b.deliverForced(s) }
         if let a = acpSnapshot { b.deliverForced(a) }
         ring.forEach(after: snapshot == nil ? 0 : snapshotAfterSeq) { b.deliverForced($0.frame) }
-        if snapshot == nil, let r = runner { r.sendRelayFrame([RelayFrameType.resync.rawValue]) }
+        // No Snapshot, or one whose following frames the ring no longer
+        // holds: what was sent is the best available, and the runner is asked
+        // for a fresh Snapshot to replace it.
+        let stale = snapshot != nil && (ring.firstSeq ?? lastSeq &+ 1) > snapshotAfterSeq &+ 1
+        if snapshot == nil || stale, let r = runner { r.sendRelayFrame([RelayFrameType.resync.rawValue]) }
         b.sendExtension(RelayEnvelope.position(epoch: epoch, seq: lastSeq))
     }
 

@@ -45,6 +45,7 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .customLong("outbound-queue-bytes"), help: "\(RelaySettings.Spec.outbound.help) [OUTBOUND_QUEUE_BYTES]") var outboundQueueBytes: String?
     @Option(name: .customLong("replay-ring-bytes"), help: "\(RelaySettings.Spec.replay.help) [REPLAY_RING_BYTES]") var replayRingBytes: String?
     @Option(name: .customLong("allowed-origins"), help: "\(RelaySettings.Spec.origins.help) [ALLOWED_ORIGINS]") var allowedOrigins: String?
+    @Option(name: .customLong("shutdown-grace"), help: "\(RelaySettings.Spec.grace.help) [SHUTDOWN_GRACE]") var shutdownGrace: String?
 
     /// The flags given, keyed like the settings table.
     var flagValues: [String: String] {
@@ -58,6 +59,7 @@ struct ServeCommand: ParsableCommand {
             ("ping-interval", pingInterval), ("handshake-timeout", handshakeTimeout),
             ("max-message-size", maxMessageSize), ("outbound-queue-bytes", outboundQueueBytes),
             ("replay-ring-bytes", replayRingBytes), ("allowed-origins", allowedOrigins),
+            ("shutdown-grace", shutdownGrace),
         ]
         for (k, v) in pairs { if let v { f[k] = v } }
         if dev { f["dev"] = "true" }

@@ -44,16 +44,29 @@ final class RelayServer: @unchecked Sendable {
                 connection: connection, handshakeTimeout: handshakeTimeout, webSocketSettings: wsSettings,
                 liveness: monitors, route: { [unowned self] head in route(head) })
         }
-        try group.loops[0].handleSignals { [unowned self] signo in
-            logger.notice("signal received, stopping", metadata: ["signal": "\(signo)"])
-            draining.set()
-            group.stop()
-        }
+        try group.loops[0].handleSignals { [unowned self] signo in beginShutdown(signal: signo) }
         group.start()
         logger.notice("relay listening", metadata: [
             "address": "\(address.family == AF_INET6 ? "[\(settings.host)]" : settings.host):\(port)",
             "loops": "\(settings.loops)", "relay_id": "\(settings.relayID)",
         ])
+    }
+
+    /// First signal: drain — /health answers 503, new upgrades are refused,
+    /// every WebSocket gets Close 1001, and the loops stop after the grace
+    /// period. A second signal stops at once. Runs on loop 0.
+    private func beginShutdown(signal signo: Int32) {
+        if draining.isSet {
+            logger.notice("second signal, stopping now", metadata: ["signal": "\(signo)"])
+            group.stop()
+            return
+        }
+        draining.set()
+        logger.notice("signal received, draining", metadata: ["signal": "\(signo)", "grace": "\(GoDuration.format(settings.shutdownGrace))"])
+        for (loop, monitor) in zip(group.loops, liveness) {
+            loop.execute { monitor.closeAll(code: WebSocketCloseCode.goingAway, reason: "relay shutting down") }
+        }
+        group.loops[0].schedule(afterNanoseconds: settings.shutdownGrace) { [unowned self] in group.stop() }
     }
 
     /// Blocks until the loops have stopped.
@@ -97,6 +110,9 @@ final class RelayServer: @unchecked Sendable {
 
     /// Authenticates a runner or browser upgrade and sends it to its pod's loop.
     private func podUpgrade(_ head: HTTPRequestHead, role: PodRole) -> RouteDecision {
+        if draining.isSet {
+            return .respond(HTTPResponse.simple(status: 503, body: "relay shutting down\n"))
+        }
         if !settings.allowedOrigins.isEmpty, let origin = head.headers["origin"],
            !settings.allowedOrigins.contains(origin) {
             return .respond(HTTPResponse.simple(status: 403, body: "origin not allowed\n"))

@@ -28,6 +28,7 @@ struct RelaySettings: Sendable {
     var replayRingBytes = 1 << 20
     var heldInputBytes = 64 << 10
     var allowedOrigins: [String] = []
+    var shutdownGrace: UInt64 = 2_000_000_000
 
     enum Spec {
         static let host = SettingSpec(key: "host", env: ["SERVER_HOST"], defaultValue: nil, help: "Address to listen on (default 0.0.0.0; 127.0.0.1 in dev mode)")
@@ -55,6 +56,7 @@ struct RelaySettings: Sendable {
         static let outbound = SettingSpec(key: "outbound-queue-bytes", env: ["OUTBOUND_QUEUE_BYTES"], defaultValue: "\(1 << 20)", help: "Per-connection outbound queue bound in bytes")
         static let replay = SettingSpec(key: "replay-ring-bytes", env: ["REPLAY_RING_BYTES"], defaultValue: "\(1 << 20)", help: "Per-pod replay ring in bytes")
         static let origins = SettingSpec(key: "allowed-origins", env: ["ALLOWED_ORIGINS"], defaultValue: "", help: "Comma-separated Origin allow-list (empty: any)")
+        static let grace = SettingSpec(key: "shutdown-grace", env: ["SHUTDOWN_GRACE"], defaultValue: "2s", help: "On SIGTERM: how long to drain (503 on /health, Close 1001 sent) before stopping")
         static let tls = SettingSpec(key: "tls-enabled", env: ["TLS_ENABLED"], defaultValue: "false", help: "TLS on the listener (planned)")
         static let tlsCert = SettingSpec(key: "tls-cert-file", env: ["TLS_CERT_FILE"], defaultValue: nil, help: "TLS certificate (planned)")
         static let tlsKey = SettingSpec(key: "tls-key-file", env: ["TLS_KEY_FILE"], defaultValue: nil, help: "TLS key (planned)")
@@ -63,7 +65,7 @@ struct RelaySettings: Sendable {
 
         static let all: [SettingSpec] = [host, port, loops, dev, echo, webRoot, logFormat, logLevel, jwtSecret, jwtPrevious,
             jwtIssuer, keepAlive, maxBrowsers, runnerReconnect, pending, relayID, relayRegion, relayCapacity, heartbeat,
-            ping, handshake, maxMessage, outbound, replay, origins, tls, tlsCert, tlsKey, internalSecret, backendURL]
+            ping, handshake, maxMessage, outbound, replay, origins, grace, tls, tlsCert, tlsKey, internalSecret, backendURL]
     }
 
     /// Resolves and checks every setting; the first bad one stops start-up.
@@ -107,6 +109,7 @@ struct RelaySettings: Sendable {
         r.maxMessageSize = try s.int(Spec.maxMessage, in: 1024...(256 << 20))
         r.outboundQueueBytes = try s.int(Spec.outbound, in: 16 << 10...(1 << 30))
         r.replayRingBytes = try s.int(Spec.replay, in: 0...(1 << 30))
+        r.shutdownGrace = try s.duration(Spec.grace, minimum: 0)
         r.allowedOrigins = (s.string(Spec.origins) ?? "").split(separator: ",").map { String($0).trimmingSpaces }.filter { !$0.isEmpty }
         if try s.bool(Spec.tls) {
             throw ConfigurationError("tls-enabled (--tls-enabled, TLS_ENABLED) is set, but TLS is not implemented in this build yet; terminate TLS in front of the relay (e.g. Traefik) for now")

@@ -88,9 +88,13 @@ final class WebSocketConnection: ConnectionHandler {
         connection.close(afterFlush: true)
     }
 
+    /// Close and Ping are queued past the bound (they are rare and must not
+    /// be lost); a Pong is not: a peer that pings without reading gets no
+    /// more answers (RFC 6455 §5.5.3 allows answering only the latest Ping),
+    /// so it cannot grow our queue.
     private func sendControl(_ opcode: WebSocketOpcode, _ payload: [UInt8]) {
         let slab = payload.withUnsafeBytes { ServerFrame.copy(opcode: opcode, payload: $0) }
-        connection.enqueue(slab.written, force: true)
+        connection.enqueue(slab.written, force: opcode != .pong)
         slab.release()
     }
 
@@ -99,6 +103,9 @@ final class WebSocketConnection: ConnectionHandler {
     /// Called by the loop's liveness monitor once per interval.
     func checkLiveness(now: UInt64, interval: UInt64) {
         guard state != .closed else { return }
+        // While we hold its reading back (backpressure), its Pongs wait
+        // unread in the kernel: that is not silence.
+        if connection.isReadingPaused { lastHeard = now }
         if now &- lastHeard >= 2 * interval {
             // Half-open: nothing heard for two intervals.
             closeCode = WebSocketCloseCode.abnormal

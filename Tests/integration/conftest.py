@@ -50,6 +50,8 @@ def relay_env(env: dict[str, str] | None = None) -> dict[str, str]:
         if not k.startswith(_SETTING_PREFIXES) and k not in _SETTING_NAMES
     }
     base["JWT_SECRET"] = TEST_JWT_SECRET
+    # Stop at once on SIGTERM (tests stop many relays); the drain is tested on its own.
+    base["SHUTDOWN_GRACE"] = "0s"
     base.update(env or {})
     return base
 
