@@ -87,9 +87,4 @@ public final class EventLoopGroup: @unchecked Sendable {
     public static func currentLoop(in group: EventLoopGroup) -> EventLoop? {
         group.loops.first { $0.inLoop }
     }
-
-    /// The loop that should own `key`'s state (stable for a given loop count).
-    public func loop(forHash hash: UInt64) -> EventLoop {
-        loops[Int(hash % UInt64(loops.count))]
-    }
 }

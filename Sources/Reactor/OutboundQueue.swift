@@ -148,11 +148,6 @@ public struct OutboundQueue: ~Copyable {
         }
     }
 
-    /// Visits queued slices front to back (for the owner's bookkeeping).
-    public func forEach(_ body: (SlabSlice) -> Void) {
-        for i in 0..<count { body(ring![(head + i) & (capacity - 1)]) }
-    }
-
     /// Removes queued slices for which `drop` returns true, keeping the
     /// first one if it is partly written (a frame must never be cut).
     /// Returns how many were removed.

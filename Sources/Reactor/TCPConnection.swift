@@ -12,8 +12,6 @@ public final class TCPConnection: Selectable, Flushable {
     public let transport: any Transport
     public let fd: Int32
     public var handler: (any ConnectionHandler)?
-    /// Free for the owner (e.g. an id, a role); the Reactor never reads it.
-    public var userTag: Int = 0
 
     /// Touched only on the loop thread and never re-entered (flush calls out
     /// only to the transport): no runtime exclusivity check on the hot path.
@@ -126,8 +124,6 @@ public final class TCPConnection: Selectable, Flushable {
     public func dropQueued(where drop: (SlabSlice) -> Bool) -> Int {
         outbound.removeAll(where: drop, keepingFirst: true)
     }
-
-    public func forEachQueued(_ body: (SlabSlice) -> Void) { outbound.forEach(body) }
 
     public func flushQueued() {
         flushScheduled = false

@@ -120,7 +120,7 @@ final class BrowserSession: WebSocketEndpoint {
         pod.catchUp(self)
     }
 
-    func webSocketClosed(_ ws: WebSocketConnection?, code: UInt16) {
+    func webSocketClosed(_ ws: WebSocketConnection, code: UInt16) {
         pendingTimer?.cancel()
         pod.hub.counters.countClose(code)
         pod.hub.counters.browsers.add(-1, ordering: .relaxed)

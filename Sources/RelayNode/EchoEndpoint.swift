@@ -25,5 +25,5 @@ final class EchoEndpoint: WebSocketEndpoint {
 
     func webSocketDrained(_ ws: WebSocketConnection) { ws.resumeReading() }
 
-    func webSocketClosed(_ ws: WebSocketConnection?, code: UInt16) {}
+    func webSocketClosed(_ ws: WebSocketConnection, code: UInt16) {}
 }

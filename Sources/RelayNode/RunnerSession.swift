@@ -50,7 +50,7 @@ final class RunnerSession: WebSocketEndpoint {
         if !detached { pod.resumeInput() }
     }
 
-    func webSocketClosed(_ ws: WebSocketConnection?, code: UInt16) {
+    func webSocketClosed(_ ws: WebSocketConnection, code: UInt16) {
         pendingTimer?.cancel()
         pod.hub.counters.countClose(code)
         pod.hub.counters.runners.add(-1, ordering: .relaxed)

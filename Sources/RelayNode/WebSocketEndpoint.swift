@@ -13,9 +13,8 @@ protocol WebSocketEndpoint: AnyObject {
                    payload: UnsafeRawBufferPointer, frame: ReceivedFrame?)
     /// The outbound queue drained after a refused send (or `notifyWhenDrained`).
     func webSocketDrained(_ ws: WebSocketConnection)
-    /// The connection is gone (nil: the upgrade itself was refused); `code`
-    /// is the close code seen or sent (1006 if none).
-    func webSocketClosed(_ ws: WebSocketConnection?, code: UInt16)
+    /// The connection is gone; `code` is the close code seen or sent (1006 if none).
+    func webSocketClosed(_ ws: WebSocketConnection, code: UInt16)
 }
 
 extension WebSocketEndpoint {
