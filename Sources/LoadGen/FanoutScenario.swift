@@ -54,7 +54,7 @@ final class PodHolder: @unchecked Sendable {
 final class FanoutPod {
     let publisher: MessageEndpoint
     var subscribers: [MessageEndpoint] = []
-    let stats: LoopStats
+    unowned(unsafe) let stats: LoopStats
     // The harness and loop outlive every pod (they stop only after the run).
     unowned(unsafe) let harness: Harness
     unowned(unsafe) let loop: EventLoop
@@ -96,7 +96,8 @@ final class FanoutPod {
             do {
                 let e = try harness.target.subscriber(pod: pod, index: index * subscribers + s, on: loop)
                 wire(e)
-                e.onMessage = { [unowned(unsafe) self, unowned(unsafe) e] bytes in received(bytes, from: s, at: e.client.lastReadNanos) }
+                e.fanoutPod = Unmanaged.passUnretained(self)
+                e.fanoutIndex = s
                 self.subscribers.append(e)
             } catch {
                 harness.fail("subscriber: \(error)")
@@ -156,7 +157,7 @@ final class FanoutPod {
         loop.schedule(afterNanoseconds: 1_000_000) { [weak self] in self?.tick() }
     }
 
-    private func received(_ bytes: UnsafeRawBufferPointer, from s: Int, at now: UInt64) {
+    func received(_ bytes: UnsafeRawBufferPointer, from s: Int, at now: UInt64) {
         guard let (stamp, seq) = StampedPayload.read(bytes), seq < sent else { return }
         deliveries &+= 1
         stats.recordDelivery(bytes: bytes.count, stampNanos: stamp, now: now)

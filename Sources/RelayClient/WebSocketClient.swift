@@ -159,10 +159,12 @@ public final class WebSocketClient: ConnectionHandler {
 
     private func feed(_ bytes: SlabSlice) {
         let input = UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(mutating: bytes.start), count: bytes.count)
+        // One reference to the delegate per read, not one per message.
+        let receiver = delegate
         let error = decoder.feed(input) { event in
             switch event {
             case .message(let opcode, let payload, _):
-                if state == .open { delegate?.client(self, received: opcode, payload: payload) }
+                if state == .open { receiver?.client(self, received: opcode, payload: payload) }
             case .ping(let payload):
                 send(.pong, payload, force: true)
             case .pong:
