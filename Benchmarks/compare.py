@@ -203,7 +203,10 @@ def write_report(results, windows, m, elapsed, quick):
                      f"{lb.get('p50', '-') if b else '-'}/{lb.get('p99', '-') if b else '-'} | {(fmt(100 * a['reach'], 2) + '%') if a.get('expected') else '-'} | "
                      f"{fmt(a.get('server_cpu_us_per_delivery'), 3)} | {fmt((b or {}).get('server_cpu_us_per_delivery'), 3)} | "
                      f"{fmt(a.get('client_cpu_percent'))}% |")
-    lines += ["", "Raw JSON of every run:", "", "```json", json.dumps(results, indent=1), "```", ""]
+    # The per-bucket histograms are for merging worker processes, not for reading.
+    raw = [{k: ({kk: vv for kk, vv in v.items() if kk != "latency_histogram"} if isinstance(v, dict) else v)
+            for k, v in r.items()} for r in results]
+    lines += ["", "Raw JSON of every run:", "", "```json", json.dumps(raw, indent=1), "```", ""]
     try:
         import matplotlib
         matplotlib.use("Agg")
