@@ -67,7 +67,6 @@ public final class TCPConnection: Selectable, Flushable {
 
     public var isOpen: Bool { state != .closed }
     public var queuedBytes: Int { outbound.bytes }
-    public var queuedCount: Int { outbound.count }
     public var outboundLimit: Int {
         get { outbound.limit }
         set { outbound.limit = newValue }

@@ -51,7 +51,6 @@ final class PodChannel {
     }
 
     var loop: EventLoop { hub.loop }
-    var browserCount: Int { browsers.count }
 
     // MARK: Runner side
 
@@ -269,17 +268,19 @@ final class PodChannel {
 
     // MARK: Relay-made frames
 
-    private func broadcastRelayFrame(_ bytes: [UInt8]) {
+    /// A relay-made frame encoded once and queued by reference to every
+    /// browser (or only the extended ones), like a runner frame.
+    private func broadcastRelayFrame(_ bytes: [UInt8], extendedOnly: Bool = false, toRunner: Bool = false) {
         let slab = bytes.withUnsafeBytes { ServerFrame.copy(opcode: .binary, payload: $0) }
-        for b in browsers { b.deliverForced(slab.written) }
+        for b in browsers where b.ext || !extendedOnly { b.deliverForced(slab.written) }
+        if toRunner, let r = runner { r.ws.send(frame: slab.written, force: true) }
         slab.release()
     }
 
     private func sendPresence() {
         let writers = browsers.reduce(0) { $0 + ($1.canWrite ? 1 : 0) }
-        let presence = RelayEnvelope.presence(browsers: browsers.count, writers: writers)
-        for b in browsers where b.ext { b.sendRelayFrame(presence) }
-        if let r = runner, r.ext { r.sendRelayFrame(presence) }
+        broadcastRelayFrame(RelayEnvelope.presence(browsers: browsers.count, writers: writers),
+                            extendedOnly: true, toRunner: runner?.ext == true)
     }
 
     private func startRunnerPendingTimer(_ r: RunnerSession) {

@@ -33,11 +33,6 @@ enum ServerFrame {
         slab.used = headerSize + payload.count
         return slab
     }
-
-    /// A binary frame `[type][body]` built from parts (relay-made frames).
-    static func relay(type: UInt8, body: [UInt8] = []) -> Slab {
-        ([type] + body).withUnsafeBytes { copy(opcode: .binary, payload: $0) }
-    }
 }
 
 /// A message that arrived as one whole frame inside the read slab: where

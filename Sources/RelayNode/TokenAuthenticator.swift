@@ -10,8 +10,6 @@ struct Identity: Sendable {
     let role: PodRole
     /// `scope: "read"`: a viewer whose input is refused.
     let readOnly: Bool
-    let userID: Int64
-    let runnerID: Int64
 }
 
 /// Verifies the token of an upgrade request (AgentsMesh rules, PROTOCOL.md
@@ -52,8 +50,7 @@ struct TokenAuthenticator: Sendable {
         }
         // The original answers 401 for the wrong role as well.
         guard role == endpoint else { return .failure(Self.refusal("invalid token type")) }
-        return .success(Identity(podKey: podKey, role: role, readOnly: claims.scope == "read",
-                                 userID: claims.userID ?? 0, runnerID: claims.runnerID ?? 0))
+        return .success(Identity(podKey: podKey, role: role, readOnly: claims.scope == "read"))
     }
 
     static func refusal(_ reason: String) -> HTTPHeadError {
