@@ -1,5 +1,4 @@
 import Reactor
-import Synchronization
 import Framing
 
 /// A browser (subscriber) of a pod: receives the runner's frames, sends
@@ -100,8 +99,7 @@ final class BrowserSession: WebSocketEndpoint {
 
     func webSocketOpened(_ ws: WebSocketConnection) {
         wsRef = Unmanaged.passUnretained(ws)
-        pod.hub.counters.browsers.add(1, ordering: .relaxed)
-        pod.hub.logger.info("browser connected", metadata: ["pod": "\(pod.key)", "ext": "\(ext)", "read_only": "\(readOnly)"])
+        pod.hub.connectionOpened(.browser, pod: pod.key, ext: ext, readOnly: readOnly)
         pod.browserJoined(self)
     }
 
@@ -122,9 +120,7 @@ final class BrowserSession: WebSocketEndpoint {
 
     func webSocketClosed(_ ws: WebSocketConnection, code: UInt16) {
         pendingTimer?.cancel()
-        pod.hub.counters.countClose(code)
-        pod.hub.counters.browsers.add(-1, ordering: .relaxed)
-        pod.hub.logger.info("browser closed", metadata: ["pod": "\(pod.key)", "code": "\(code)"])
+        pod.hub.connectionClosed(.browser, pod: pod.key, code: code)
         pod.browserLeft(self)
     }
 }

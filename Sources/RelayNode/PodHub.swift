@@ -1,6 +1,7 @@
 import Reactor
 
 import Logging
+import Synchronization
 
 /// The pods homed on one loop (`hash(pod_key) % loops`), and that loop's
 /// counters. Confined to its loop: other threads only reach it by posting a
@@ -31,6 +32,18 @@ final class PodHub: @unchecked Sendable {
     func remove(_ pod: PodChannel) {
         if pods[pod.key] === pod { pods[pod.key] = nil }
         counters.pods.store(pods.count, ordering: .relaxed)
+    }
+
+    /// One log line and the connection gauge per connection event (never per frame).
+    func connectionOpened(_ role: PodRole, pod: String, ext: Bool, readOnly: Bool) {
+        if role == .runner { counters.runners.add(1, ordering: .relaxed) } else { counters.browsers.add(1, ordering: .relaxed) }
+        logger.info("\(role.rawValue) connected", metadata: ["pod": "\(pod)", "ext": "\(ext)", "read_only": "\(readOnly)"])
+    }
+
+    func connectionClosed(_ role: PodRole, pod: String, code: UInt16) {
+        counters.countClose(code)
+        if role == .runner { counters.runners.add(-1, ordering: .relaxed) } else { counters.browsers.add(-1, ordering: .relaxed) }
+        logger.info("\(role.rawValue) closed", metadata: ["pod": "\(pod)", "code": "\(code)"])
     }
 
     func apply(old: PodStats, new: PodStats) {

@@ -1,5 +1,4 @@
 import Reactor
-import Synchronization
 import Framing
 
 /// The runner (publisher) of a pod. Input to it is never dropped: when its
@@ -35,8 +34,7 @@ final class RunnerSession: WebSocketEndpoint {
 
     func webSocketOpened(_ ws: WebSocketConnection) {
         wsRef = Unmanaged.passUnretained(ws)
-        pod.hub.counters.runners.add(1, ordering: .relaxed)
-        pod.hub.logger.info("runner connected", metadata: ["pod": "\(pod.key)", "ext": "\(ext)"])
+        pod.hub.connectionOpened(.runner, pod: pod.key, ext: ext, readOnly: false)
         pod.runnerJoined(self)
     }
 
@@ -52,9 +50,7 @@ final class RunnerSession: WebSocketEndpoint {
 
     func webSocketClosed(_ ws: WebSocketConnection, code: UInt16) {
         pendingTimer?.cancel()
-        pod.hub.counters.countClose(code)
-        pod.hub.counters.runners.add(-1, ordering: .relaxed)
-        pod.hub.logger.info("runner closed", metadata: ["pod": "\(pod.key)", "code": "\(code)"])
+        pod.hub.connectionClosed(.runner, pod: pod.key, code: code)
         if !detached { pod.runnerLeft(self) }
     }
 }
