@@ -77,6 +77,9 @@ public struct WebSocketDecoder: ~Copyable {
 
         while true {
             if phase == .awaitingHeader {
+                if partialHeader.isEmpty && messageOpcode == nil {
+                    offset = deliverWholeBinaryFrames(base, from: offset, end: end, onEvent)
+                }
                 guard offset < end else { return }
                 let start = partialHeader.isEmpty ? offset : nil
                 guard let header = try readHeader(base, end: end, offset: &offset) else { return }
@@ -92,6 +95,47 @@ public struct WebSocketDecoder: ~Copyable {
             if phase == .closed { return }
             phase = .awaitingHeader
         }
+    }
+
+    /// The common case in one tight loop: complete, unfragmented binary
+    /// frames (FIN, no RSV bits, masked as expected, 7- or 16-bit length
+    /// within the message limit) lying wholly in the input, delivered in
+    /// place. Stops at the first frame that is anything else (or cut by the
+    /// end of the input) and returns its offset for the general path, which
+    /// parses and checks it byte by byte as before.
+    @inline(__always)
+    private func deliverWholeBinaryFrames(
+        _ base: UnsafeMutableRawPointer, from start: Int, end: Int, _ onEvent: (WebSocketEvent) -> Void
+    ) -> Int {
+        let maskBit: UInt8 = expectMasked ? 0x80 : 0
+        let maskSize = expectMasked ? 4 : 0
+        var offset = start
+        while end - offset >= 2 {
+            let first = base.load(fromByteOffset: offset, as: UInt8.self)
+            let second = base.load(fromByteOffset: offset + 1, as: UInt8.self)
+            guard first == 0x80 | WebSocketOpcode.binary.rawValue, second & 0x80 == maskBit else { break }
+            var length = Int(second & 0x7F)
+            var headerSize = 2 + maskSize
+            if length == 126 {
+                guard end - offset >= 4 else { break }
+                length = Int(base.load(fromByteOffset: offset + 2, as: UInt8.self)) << 8
+                    | Int(base.load(fromByteOffset: offset + 3, as: UInt8.self))
+                guard length >= 126 else { break }        // not minimal: the general path rejects it
+                headerSize += 2
+            } else if length == 127 {
+                break
+            }
+            guard length <= maxMessageSize, end - offset >= headerSize + length else { break }
+            let payload = UnsafeMutableRawBufferPointer(start: base + offset + headerSize, count: length)
+            if expectMasked {
+                let key = UInt32(bigEndian: base.loadUnaligned(fromByteOffset: offset + headerSize - 4, as: UInt32.self))
+                _ = webSocketUnmask(payload, key: key, phase: 0)
+            }
+            onEvent(.message(opcode: .binary, payload: UnsafeRawBufferPointer(payload),
+                             location: .input(frameStart: offset, payloadOffset: offset + headerSize)))
+            offset += headerSize + length
+        }
+        return offset
     }
 
     /// Returns the next header, or nil when the input ends inside it (the

@@ -54,7 +54,9 @@ final class PodHolder: @unchecked Sendable {
 final class FanoutPod {
     let publisher: MessageEndpoint
     var subscribers: [MessageEndpoint] = []
-    unowned(unsafe) let stats: LoopStats
+    // Unmanaged: touched per delivery, and the stats outlive the run (no
+    // retain/release per use, which `unowned(unsafe)` still costs).
+    private let statsRef: Unmanaged<LoopStats>
     // The harness and loop outlive every pod (they stop only after the run).
     unowned(unsafe) let harness: Harness
     unowned(unsafe) let loop: EventLoop
@@ -70,7 +72,7 @@ final class FanoutPod {
     private var blocked = false
 
     init(index: Int, subscribers: Int, size: Int, rate: Double?, window: Int?, loop: EventLoop, stats: LoopStats, harness: Harness) {
-        self.stats = stats
+        statsRef = Unmanaged.passUnretained(stats)
         self.harness = harness
         self.loop = loop
         subscriberCount = subscribers
@@ -122,7 +124,7 @@ final class FanoutPod {
         let ok = payload.withUnsafeBytes { publisher.send($0) }
         if ok {
             sent &+= 1
-            stats.sent.add(1, ordering: .relaxed)
+            statsRef._withUnsafeGuaranteedRef { LoopStats.bump($0.sent, 1) }
         } else {
             blocked = true
         }
@@ -139,9 +141,12 @@ final class FanoutPod {
         var inFlight = Int(sent) * subscriberCount - Int(deliveries)
         guard inFlight <= limit / 2 else { return }
         while harness.running.load(ordering: .relaxed) && inFlight < limit {
-            if !send(stamp: MonotonicClock.now()) { return }
+            if !send(stamp: MonotonicClock.now()) { break }
             inFlight += subscriberCount
         }
+        // Out now, not at the end of this turn: the turn may go on reading
+        // hundreds of subscribers while the relay waits for the burst.
+        publisher.flushNow()
     }
 
     /// Open loop: every millisecond, send what is due, stamped with when it was due.
@@ -160,8 +165,10 @@ final class FanoutPod {
     func received(_ bytes: UnsafeRawBufferPointer, from s: Int, at now: UInt64) {
         guard let (stamp, seq) = StampedPayload.read(bytes), seq < sent else { return }
         deliveries &+= 1
-        stats.recordDelivery(bytes: bytes.count, stampNanos: stamp, now: now)
-        if seq > nextSeq[s] { stats.dropped.add(Int(seq - nextSeq[s]), ordering: .relaxed) }
+        statsRef._withUnsafeGuaranteedRef { stats in
+            stats.recordDelivery(bytes: bytes.count, stampNanos: stamp, now: now)
+            if seq > nextSeq[s] { stats.dropped.add(Int(seq - nextSeq[s]), ordering: .relaxed) }
+        }
         nextSeq[s] = seq &+ 1
         if window != nil { fill() }
     }

@@ -13,12 +13,15 @@ class MessageEndpoint: WebSocketClientDelegate {
     /// The hot path instead of `onMessage`: the fan-out pod this subscriber
     /// reports to (it outlives the run) and the subscriber's number in it.
     /// No closure context and no reference counting per message.
-    var fanoutPod: Unmanaged<FanoutPod>?
-    var fanoutIndex = 0
+    @exclusivity(unchecked) var fanoutPod: Unmanaged<FanoutPod>?
+    @exclusivity(unchecked) var fanoutIndex = 0
     private(set) var ready = false
 
     /// Sends one application message; false when refused (queue bound).
     func send(_ payload: UnsafeRawBufferPointer) -> Bool { client.send(.binary, payload) }
+
+    /// Writes what is queued now instead of at the end of the loop turn.
+    func flushNow() { client.connection.flushQueued() }
 
     func markReady() {
         guard !ready else { return }

@@ -12,7 +12,8 @@ public enum FlushResult: Equatable, Sendable {
 }
 
 /// The bytes waiting to leave one connection: a ring of slab slices, bounded
-/// in bytes, drained with one `writev` of up to `IOV_MAX` slices at a time.
+/// in bytes, drained with one `writev` of up to `IOV_MAX` iovecs at a time
+/// (slices that continue one another in memory share an iovec).
 ///
 /// Ownership: every queued slice holds one counted slab reference, released
 /// once its last byte is written (or when the queue is cleared).
@@ -100,12 +101,24 @@ public struct OutboundQueue: ~Copyable {
     ) -> FlushResult {
         let batch = count
         while count > 0 {
-            let n = min(count, Int(CREACTOR_IOV_MAX))
+            // Slices that continue one another in memory (a pod's frames,
+            // built one after the other in its arena) go out as one iovec:
+            // the kernel's cost is per iovec as much as per byte, and one
+            // `writev` then carries more than IOV_MAX small frames.
+            var n = 0
             var requested = 0
-            for i in 0..<n {
+            var i = 0
+            while i < count {
                 let s = ring![(head + i) & (capacity - 1)]
-                iovecs[i] = iovec(iov_base: UnsafeMutableRawPointer(mutating: s.start), iov_len: s.count)
+                if n > 0, iovecs[n - 1].iov_base! + iovecs[n - 1].iov_len == UnsafeMutableRawPointer(mutating: s.start) {
+                    iovecs[n - 1].iov_len += s.count
+                } else {
+                    if n == Int(CREACTOR_IOV_MAX) { break }
+                    iovecs[n] = iovec(iov_base: UnsafeMutableRawPointer(mutating: s.start), iov_len: s.count)
+                    n += 1
+                }
                 requested += s.count
+                i += 1
             }
             switch write(iovecs, Int32(n)) {
             case .bytes(let written):

@@ -74,6 +74,32 @@ extension ReactorSuite {
         #expect(batches == [CREACTOR_IOV_MAX, CREACTOR_IOV_MAX, 5])
     }
 
+    @Test func slicesThatContinueEachOtherGoOutAsOneIovec() {
+        var q = OutboundQueue(limit: 1 << 30)
+        let run = Slab.copying((0..<255).map { UInt8($0) })
+        let other = Slab.copying([9, 9])
+        defer { run.release(); other.release() }
+        // 2 × IOV_MAX + 5 one-byte frames laid end to end (as a pod's arena
+        // builds them), more than one writev could carry one iovec each…
+        let frames = Int(CREACTOR_IOV_MAX) * 2 + 5
+        let big = Slab.allocate(capacity: frames)
+        defer { big.release() }
+        big.used = frames
+        for i in 0..<frames { _ = q.enqueue(big.written.slice(from: i, count: 1)) }
+        // …then a slice elsewhere, then two adjacent ones again.
+        _ = q.enqueue(other.written)
+        _ = q.enqueue(run.written.slice(from: 10, count: 5))
+        _ = q.enqueue(run.written.slice(from: 15, count: 5))
+        var iovecsPerWrite: [[Int]] = []
+        let r = q.flush(iovecs: iov) { v, n in
+            iovecsPerWrite.append((0..<Int(n)).map { v[$0].iov_len })
+            return .bytes(iovecsPerWrite.last!.reduce(0, +))
+        }
+        #expect(r == .drained)
+        #expect(iovecsPerWrite == [[frames, 2, 10]])
+        #expect(big.refs == 1 && run.refs == 1 && other.refs == 1)
+    }
+
     @Test func droppingKeepsThePartlyWrittenHead() {
         var q = OutboundQueue(limit: 1 << 20)
         let slab = Slab.copying([UInt8](repeating: 1, count: 30))
