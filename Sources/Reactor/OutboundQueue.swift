@@ -17,9 +17,10 @@ public enum FlushResult: Equatable, Sendable {
 ///
 /// Ownership: every queued slice holds one counted slab reference, released
 /// once its last byte is written (or when the queue is cleared).
-/// The bound: once `limit` bytes wait behind the slice being written,
+/// The bound: once `limit` bytes wait behind the entry being written,
 /// `enqueue` refuses further slices and returns false (so the queue holds at
-/// most the slice in progress + `limit` + one slice), leaving the decision (drop, lag, pause,
+/// most the entry in progress — one slice, or a coalesced run of at most
+/// `maxRun` bytes — + `limit` + one slice), leaving the decision (drop, lag, pause,
 /// close) to the connection's owner; `force` queues anyway (for small control
 /// frames whose loss would break the protocol). The ring is allocated on
 /// first use (2 entries, 48 bytes, doubling as needed) and kept when the
@@ -33,6 +34,13 @@ public struct OutboundQueue: ~Copyable {
     public private(set) var count = 0
     public private(set) var bytes = 0
     public var limit: Int
+    /// The last entry may grow by coalescing (it was queued with `coalesce`).
+    private var tailCoalesces = false
+
+    /// Largest run coalescing builds: the bound below counts the run being
+    /// written as "in progress", so runs are kept no longer than a frame
+    /// arena's chunk.
+    public static let maxRun = 64 * 1024
 
     public init(limit: Int) {
         self.limit = limit
@@ -46,18 +54,36 @@ public struct OutboundQueue: ~Copyable {
     public var isEmpty: Bool { count == 0 }
 
     /// Queues `slice` (retaining it) unless that would pass `limit`.
+    ///
+    /// `coalesce`: when the last entry was queued with `coalesce` too, lies
+    /// in the same slab and ends where `slice` starts (a pod's frames, built
+    /// one after another in its arena), `slice` extends that entry instead
+    /// of taking one: no count, no ring slot, one iovec. Only slices that
+    /// may be treated alike later (e.g. dropped together, see
+    /// `removeAll(where:)`) should be queued with it.
     @inline(__always)
-    public mutating func enqueue(_ slice: SlabSlice, force: Bool = false) -> Bool {
+    public mutating func enqueue(_ slice: SlabSlice, force: Bool = false, coalesce: Bool = false) -> Bool {
         // The bound applies to what waits behind the slice being written,
         // and is checked before adding: a frame is never refused for its
         // size alone (the message size limit bounds that), and a peer that
         // reads promptly is not failed by one large frame in progress.
         if !force && count > 0 && bytes - ring![head].count >= limit { return false }
+        if coalesce && tailCoalesces {
+            let tail = ring! + ((head + count - 1) & (capacity - 1))
+            if tail.pointee.slab.toOpaque() == slice.slab.toOpaque()
+                && tail.pointee.start + tail.pointee.count == slice.start
+                && tail.pointee.count + slice.count <= Self.maxRun {
+                tail.pointee.count += slice.count
+                bytes += slice.count
+                return true
+            }
+        }
         if count == capacity { grow() }
         slice.retain()
         ring![(head + count) & (capacity - 1)] = slice
         count += 1
         bytes += slice.count
+        tailCoalesces = coalesce
         return true
     }
 
@@ -83,6 +109,7 @@ public struct OutboundQueue: ~Copyable {
             count -= 1
         }
         bytes = 0
+        tailCoalesces = false
         freeRing()
     }
 
@@ -153,6 +180,7 @@ public struct OutboundQueue: ~Copyable {
                 slot.pointee.release()
                 head = (head + 1) & (capacity - 1)
                 count -= 1
+                if count == 0 { tailCoalesces = false }
             } else {
                 slot.pointee.start += left
                 slot.pointee.count -= left
@@ -161,9 +189,10 @@ public struct OutboundQueue: ~Copyable {
         }
     }
 
-    /// Removes queued slices for which `drop` returns true, keeping the
+    /// Removes queued entries for which `drop` returns true, keeping the
     /// first one if it is partly written (a frame must never be cut).
-    /// Returns how many were removed.
+    /// Returns how many entries were removed (a coalesced run is one entry:
+    /// `drop` sees the whole run and decides for all of it).
     public mutating func removeAll(where drop: (SlabSlice) -> Bool, keepingFirst: Bool) -> Int {
         guard count > 0 else { return 0 }
         var kept = 0
@@ -181,6 +210,7 @@ public struct OutboundQueue: ~Copyable {
             }
         }
         count = kept
+        tailCoalesces = false
         if count == 0 { freeRing() }
         return removed
     }

@@ -78,10 +78,11 @@ public final class TCPConnection: Selectable, Flushable {
     /// Returns false, queuing nothing, when that would pass the outbound
     /// limit or the connection is closed or closing; the handler then hears
     /// `connectionDrained` once the queue empties. `force` ignores the limit.
+    /// `coalesce`: see `OutboundQueue.enqueue`.
     @discardableResult
-    public func enqueue(_ slice: SlabSlice, force: Bool = false) -> Bool {
+    public func enqueue(_ slice: SlabSlice, force: Bool = false, coalesce: Bool = false) -> Bool {
         guard state != .closed && !closeAfterFlush && !shutdownAfterFlush else { return false }
-        guard outbound.enqueue(slice, force: force) else {
+        guard outbound.enqueue(slice, force: force, coalesce: coalesce) else {
             notifyOnDrain = true
             return false
         }

@@ -43,7 +43,9 @@ final class BrowserSession: WebSocketEndpoint {
             if replayable { droppedWhileLagged &+= 1 }
             return false
         }
-        if wsRef._withUnsafeGuaranteedRef({ $0.send(frame: frame) }) { return true }
+        // Replayable frames coalesce into runs in the queue: a lag drops a
+        // run as a whole, and every frame of it is replayable.
+        if wsRef._withUnsafeGuaranteedRef({ $0.send(frame: frame, coalesce: replayable) }) { return true }
         if ws.isOpen { lag(droppedNow: replayable ? 1 : 0) }
         return false
     }
@@ -77,13 +79,17 @@ final class BrowserSession: WebSocketEndpoint {
         pod.hub.counters.add(pod.hub.counters.lags, 1)
         // Discard what is queued and can be rebuilt from the ring; never the
         // frame being written (a frame is never cut).
-        let dropped = ws.connection.dropQueued { frame in
-            guard let type = ServerFrameInspector.relayType(frame) else { return false }
+        var dropped = 0
+        _ = ws.connection.dropQueued { entry in
+            guard let type = ServerFrameInspector.relayType(entry) else { return false }
             // Replayable frames and snapshots come back with the catch-up;
             // a queued Position would describe frames dropped here.
-            return RelayFrameType(rawValue: type)?.isReplayable == true
-                || type == RelayFrameType.snapshot.rawValue || type == RelayFrameType.acpSnapshot.rawValue
-                || type == RelayFrameType.position.rawValue
+            let replayable = RelayFrameType(rawValue: type)?.isReplayable == true
+            guard replayable || type == RelayFrameType.snapshot.rawValue || type == RelayFrameType.acpSnapshot.rawValue
+                || type == RelayFrameType.position.rawValue else { return false }
+            // An entry may be a coalesced run of replayable frames.
+            if replayable { dropped += ServerFrameInspector.frameCount(entry) }
+            return true
         }
         droppedWhileLagged &+= droppedNow &+ UInt64(dropped)
         let now = ws.loop.turnStart

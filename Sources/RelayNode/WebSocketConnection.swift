@@ -48,9 +48,9 @@ final class WebSocketConnection: ConnectionHandler {
     /// Queues a ready server frame (retained). False when the outbound bound
     /// refused it or the connection is closing: the endpoint decides.
     @discardableResult @inline(__always)
-    func send(frame: SlabSlice, force: Bool = false) -> Bool {
+    func send(frame: SlabSlice, force: Bool = false, coalesce: Bool = false) -> Bool {
         guard state == .open else { return false }
-        return connectionRef._withUnsafeGuaranteedRef { $0.enqueue(frame, force: force) }
+        return connectionRef._withUnsafeGuaranteedRef { $0.enqueue(frame, force: force, coalesce: coalesce) }
     }
 
     /// Copies `payload` into a new frame and queues it.

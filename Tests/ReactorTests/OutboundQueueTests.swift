@@ -100,6 +100,61 @@ extension ReactorSuite {
         #expect(big.refs == 1 && run.refs == 1 && other.refs == 1)
     }
 
+    @Test func coalescingSlicesExtendTheLastEntry() {
+        var q = OutboundQueue(limit: 1 << 20)
+        let arena = Slab.allocate(capacity: 3 * OutboundQueue.maxRun)
+        defer { arena.release() }
+        arena.used = arena.capacity
+        let w = arena.written
+        // Three frames end to end: one entry, one count on the slab.
+        for i in 0..<3 { _ = q.enqueue(w.slice(from: i * 10, count: 10), coalesce: true) }
+        var (count, bytes) = (q.count, q.bytes)
+        #expect(count == 1 && bytes == 30 && arena.refs == 2)
+        // Queued without `coalesce`: an entry of its own, and nothing joins it.
+        _ = q.enqueue(w.slice(from: 30, count: 10))
+        _ = q.enqueue(w.slice(from: 40, count: 10), coalesce: true)
+        // A gap: a new entry.
+        _ = q.enqueue(w.slice(from: 60, count: 10), coalesce: true)
+        (count, bytes) = (q.count, q.bytes)
+        #expect(count == 4 && bytes == 60 && arena.refs == 5)
+        // A run stops growing at maxRun.
+        _ = q.enqueue(w.slice(from: 70, count: OutboundQueue.maxRun - 10), coalesce: true)
+        _ = q.enqueue(w.slice(from: 60 + OutboundQueue.maxRun, count: 1), coalesce: true)
+        (count, bytes) = (q.count, q.bytes)
+        #expect(count == 5 && bytes == 61 + OutboundQueue.maxRun - 10)
+        // Dropping sees a run as one entry and drops all of it.
+        var seen: [Int] = []
+        let removed = q.removeAll(where: { seen.append($0.count); return $0.count == 30 }, keepingFirst: false)
+        #expect(removed == 1 && seen.first == 30)
+        var sink: [UInt8] = []
+        _ = q.flush(iovecs: iov) { v, n in
+            for i in 0..<Int(n) { sink += UnsafeRawBufferPointer(start: v[i].iov_base, count: v[i].iov_len) }
+            return .bytes(sink.count)
+        }
+        #expect(sink.count == 31 + OutboundQueue.maxRun - 10)
+        #expect(arena.refs == 1)
+    }
+
+    @Test func coalescingStillObeysTheBound() {
+        var q = OutboundQueue(limit: 25)
+        let arena = Slab.allocate(capacity: 100)
+        defer { arena.release() }
+        arena.used = 100
+        var accepted = 0
+        for i in 0..<10 where q.enqueue(arena.written.slice(from: i * 10, count: 10), coalesce: true) { accepted += 1 }
+        // A run counts as the entry in progress when it is the head: the
+        // first refusal comes once 25 bytes wait behind it, so here all ten
+        // (100 bytes, one entry) went in…
+        #expect(accepted == 10)
+        // …and a slice elsewhere is refused only by what waits behind the head.
+        let other = Slab.copying([UInt8](repeating: 1, count: 30))
+        defer { other.release() }
+        let (first, second) = (q.enqueue(other.written), q.enqueue(other.written))
+        #expect(first && !second)
+        q.removeAll()
+        #expect(arena.refs == 1 && other.refs == 1)
+    }
+
     @Test func droppingKeepsThePartlyWrittenHead() {
         var q = OutboundQueue(limit: 1 << 20)
         let slab = Slab.copying([UInt8](repeating: 1, count: 30))
