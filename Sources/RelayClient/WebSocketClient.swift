@@ -42,7 +42,7 @@ public final class WebSocketClient: ConnectionHandler {
     public var isOpen: Bool { state == .open }
     /// When the bytes being delivered were read (one clock read per read,
     /// not per message: latency measurement without a syscall per message).
-    public private(set) var lastReadNanos: UInt64 = 0
+    @exclusivity(unchecked) public private(set) var lastReadNanos: UInt64 = 0
     /// Free for the owner.
     public var tag = 0
 
