@@ -14,23 +14,27 @@ public struct WebSocketDecoder: ~Copyable {
         case failed(WebSocketDecodeFailure)
     }
 
-    private let expectMasked: Bool
+    // Fields ordered largest first: one decoder lives in every connection,
+    // and padding between small fields would cost every idle one.
     private let maxMessageSize: Int
-    private var phase = Phase.awaitingHeader
-    private var partialHeader = PartialFrameHeader()
 
     /// The frame whose payload is being read, and how much of it is missing.
     private var frame = WebSocketFrameHeader(fin: true, opcode: .binary, maskKey: nil, payloadLength: 0)
     private var frameRemaining = 0
-    private var maskPhase = 0
 
-    /// The text/binary message in progress (single or fragmented), if any.
-    private var messageOpcode: WebSocketOpcode? = nil
-    private var utf8 = UTF8Validator()
     /// Payload of the message in progress when it is not delivered in place.
     private var message = AssemblyBuffer()
     /// Payload of a control frame split across feeds (≤ 125 bytes).
     private var control = AssemblyBuffer()
+    private var partialHeader = PartialFrameHeader()
+
+    private let expectMasked: Bool
+    private var phase = Phase.awaitingHeader
+    /// Payload bytes of the current frame unmasked so far, mod 4.
+    private var maskPhase: UInt8 = 0
+    /// The text/binary message in progress (single or fragmented), if any.
+    private var messageOpcode: WebSocketOpcode? = nil
+    private var utf8 = UTF8Validator()
 
     public init(configuration: WebSocketDecoderConfiguration = .init()) {
         expectMasked = configuration.expectMasked
@@ -196,7 +200,7 @@ public struct WebSocketDecoder: ~Copyable {
         let chunkLength = min(end - offset, frameRemaining)
         let chunk = UnsafeMutableRawBufferPointer(start: base + offset, count: chunkLength)
         if let key = frame.maskKey {
-            maskPhase = webSocketUnmask(chunk, key: key, phase: maskPhase)
+            maskPhase = UInt8(webSocketUnmask(chunk, key: key, phase: Int(maskPhase)))
         }
         let wholeFrameInInput = headerCompletedHere && chunkLength == frameRemaining
         offset += chunkLength

@@ -8,29 +8,32 @@ import Reactor
 final class LivenessMonitor: @unchecked Sendable {
     unowned let loop: EventLoop
     let interval: UInt64
+    /// How long a WebSocket of this loop waits for the peer's Close after sending ours.
+    let closeTimeout: UInt64
     /// The connections own themselves (through their TCP connection); each
     /// removes itself when it closes, so these references never dangle.
     private var members: [Unmanaged<WebSocketConnection>] = []
     private var timer: LoopTimer?
 
-    init(loop: EventLoop, interval: UInt64) {
+    init(loop: EventLoop, interval: UInt64, closeTimeout: UInt64 = WebSocketSettings().closeTimeout) {
         self.loop = loop
         self.interval = interval
+        self.closeTimeout = closeTimeout
     }
 
     func add(_ ws: WebSocketConnection) {
-        ws.livenessIndex = members.count
+        ws.livenessIndex = Int32(members.count)
         members.append(Unmanaged.passUnretained(ws))
         if timer == nil { timer = loop.schedule(afterNanoseconds: interval) { [unowned self] in sweep() } }
     }
 
     func remove(_ ws: WebSocketConnection) {
-        let i = ws.livenessIndex
+        let i = Int(ws.livenessIndex)
         guard i >= 0, i < members.count, members[i].toOpaque() == Unmanaged.passUnretained(ws).toOpaque() else { return }
         let last = members.removeLast()
         if i < members.count {
             members[i] = last
-            last.takeUnretainedValue().livenessIndex = i
+            last.takeUnretainedValue().livenessIndex = Int32(i)
         }
         ws.livenessIndex = -1
         if members.isEmpty {

@@ -19,21 +19,21 @@ final class WebSocketConnection: ConnectionHandler {
     var endpoint: (any WebSocketEndpoint)?
     /// Held across endpoint callbacks, which never touch the decoder.
     @exclusivity(unchecked) private var decoder: WebSocketDecoder
-    private let settings: WebSocketSettings
 
-    private enum State { case open, closeSent, closed }
+    // Small fields together (every idle connection carries them); the close
+    // timeout is the loop's, in the liveness monitor, not a copy per connection.
+    private enum State: UInt8 { case open, closeSent, closed }
     private var state = State.open
     private var closeCode: UInt16 = WebSocketCloseCode.abnormal
+    /// Position in the loop's liveness monitor (-1: not in it).
+    var livenessIndex: Int32 = -1
     private var lastHeard: UInt64
     private var closeTimer: LoopTimer?
-    /// Position in the loop's liveness monitor (-1: not in it).
-    var livenessIndex = -1
     private unowned(unsafe) let liveness: LivenessMonitor
 
     /// `liveness` is the monitor of `connection`'s loop.
     init(connection: TCPConnection, settings: WebSocketSettings, liveness: LivenessMonitor) {
         connectionRef = Unmanaged.passUnretained(connection)
-        self.settings = settings
         self.liveness = liveness
         decoder = WebSocketDecoder(configuration: .init(expectMasked: true, maxMessageSize: settings.maxMessageSize))
         lastHeard = MonotonicClock.now()
@@ -74,7 +74,7 @@ final class WebSocketConnection: ConnectionHandler {
         state = .closeSent
         closeCode = code
         sendControl(.close, WebSocketEncoder.closePayload(code: code, reason: reason))
-        closeTimer = loop.schedule(afterNanoseconds: settings.closeTimeout) { [unowned self] in
+        closeTimer = loop.schedule(afterNanoseconds: liveness.closeTimeout) { [unowned self] in
             connection.close()
         }
     }
