@@ -1,6 +1,8 @@
 #define _GNU_SOURCE
 #include "creactor.h"
 #include <errno.h>
+#include <stdint.h>
+#include <time.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -43,12 +45,24 @@ int creactor_epoll_del(int epfd, int fd) {
 }
 
 #define CREACTOR_BATCH 256
-int creactor_epoll_wait(int epfd, creactor_event *out, int max, int timeout_ms) {
+// Set once epoll_pwait2 (Linux 5.11) turns out to be missing.
+static _Atomic int no_pwait2;
+
+int creactor_epoll_wait(int epfd, creactor_event *out, int max, int64_t timeout_ns) {
     struct epoll_event evs[CREACTOR_BATCH];
     if (max > CREACTOR_BATCH) max = CREACTOR_BATCH;
     int n;
     do {
-        n = epoll_wait(epfd, evs, max, timeout_ms);
+        if (timeout_ns > 0 && !no_pwait2) {
+            // Nanosecond timeouts: timers are not rounded up to milliseconds.
+            struct timespec ts = { .tv_sec = timeout_ns / 1000000000, .tv_nsec = timeout_ns % 1000000000 };
+            n = epoll_pwait2(epfd, evs, max, &ts, NULL);
+            if (n < 0 && errno == ENOSYS) { no_pwait2 = 1; n = -1; errno = EINTR; }
+        } else {
+            int ms = timeout_ns <= 0 ? (int)(timeout_ns < 0 ? -1 : 0)
+                   : (int)((timeout_ns + 999999) / 1000000 > INT32_MAX ? INT32_MAX : (timeout_ns + 999999) / 1000000);
+            n = epoll_wait(epfd, evs, max, ms);
+        }
     } while (n < 0 && errno == EINTR);
     for (int i = 0; i < n; i++) {
         out[i].events = evs[i].events;

@@ -149,7 +149,10 @@ final class FanoutPod {
         publisher.flushNow()
     }
 
-    /// Open loop: every millisecond, send what is due, stamped with when it was due.
+    /// Open loop: send what is due, stamped with when it was due, then sleep
+    /// until the next frame is due, but at least `minimumTick` (so fast
+    /// rates go out in bursts, at most 10,000 per second). A coarser tick
+    /// would be measured as latency: frames wait for it after their time.
     private func tick() {
         guard harness.running.load(ordering: .relaxed), let rate else { return }
         let now = MonotonicClock.now()
@@ -159,8 +162,12 @@ final class FanoutPod {
             let intended = t0 + UInt64(Double(sent) * 1e9 / rate)
             if !send(stamp: intended) { break }
         }
-        loop.schedule(afterNanoseconds: 1_000_000) { [weak self] in self?.tick() }
+        let next = t0 + UInt64(Double(sent) * 1e9 / rate)
+        let wait = max(next > now ? next - now : 0, Self.minimumTick)
+        loop.schedule(afterNanoseconds: wait) { [weak self] in self?.tick() }
     }
+
+    static let minimumTick: UInt64 = 100_000
 
     func received(_ bytes: UnsafeRawBufferPointer, from s: Int, at now: UInt64) {
         guard let (stamp, seq) = StampedPayload.read(bytes), seq < sent else { return }

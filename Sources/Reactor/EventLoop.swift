@@ -178,15 +178,14 @@ public final class EventLoop: @unchecked Sendable {
         closeEverything()
     }
 
-    /// Milliseconds epoll may sleep: 0 with work pending, until the next
-    /// timer (rounded up), or forever.
-    private func pollTimeout() -> Int32 {
+    /// Nanoseconds epoll may sleep: 0 with work pending, until the next
+    /// timer, or forever (-1).
+    private func pollTimeout() -> Int64 {
         if !deferred.isEmpty || !dirty.isEmpty { return 0 }
         guard let next = timers.first else { return -1 }
         let now = MonotonicClock.now()
         if next.deadline <= now { return 0 }
-        let ms = (next.deadline - now + 999_999) / 1_000_000
-        return Int32(min(ms, UInt64(Int32.max)))
+        return Int64(min(next.deadline - now, UInt64(Int64.max)))
     }
 
     private func runExpiredTimers() {

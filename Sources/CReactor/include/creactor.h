@@ -30,7 +30,9 @@ int creactor_epoll_mod(int epfd, int fd, uint32_t events, uint64_t data);
 int creactor_epoll_del(int epfd, int fd);
 // Fills `out` (capacity `max`) with ready events; the struct is unpacked
 // here so that Swift never sees epoll_event's packed layout.
-int creactor_epoll_wait(int epfd, creactor_event *out, int max, int timeout_ms);
+// timeout_ns: < 0 waits for ever, 0 polls; epoll_pwait2 where the kernel
+// has it (ns resolution), else epoll_wait rounded up to milliseconds.
+int creactor_epoll_wait(int epfd, creactor_event *out, int max, int64_t timeout_ns);
 
 int creactor_eventfd(void);
 int creactor_eventfd_signal(int fd);
