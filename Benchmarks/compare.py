@@ -36,6 +36,10 @@ def wait_port(port, timeout=20):
     raise RuntimeError(f"nothing listening on {port}")
 
 
+# Frames/s per pod of the latency run both servers sustain (1→100: 200,000 deliveries/s).
+MODERATE_RATE = 2000
+
+
 def ensure_nats():
     if shutil.which("nats-server"):
         return
@@ -158,6 +162,9 @@ def main():
         rate = max(1, int(peak / 100 / 2))
         run(f"fanout 1→100 at half the relay's peak ({rate} frames/s), latency", "fanout",
             ["--pods", "1", "--subscribers", "100", "--size", "128", "--rate", str(rate)])
+        # A rate both servers sustain: latency of each when neither is saturated.
+        run(f"fanout 1→100 at {MODERATE_RATE} frames/s, latency", "fanout",
+            ["--pods", "1", "--subscribers", "100", "--size", "128", "--rate", str(MODERATE_RATE)])
         run("echo, 100 connections, 512 B", "echo", ["--connections", "100", "--size", "512"])
         run("input: 10 pods × 3 browsers × 20 keys/s", "input", ["--pods", "10", "--browsers", "3"], targets_used=("relay",))
         run("attach: 50 joins/s into a pod publishing 1000 frames/s", "attach", [], targets_used=("relay",))
@@ -222,17 +229,18 @@ def write_report(results, windows, m, elapsed, quick):
         ax.grid(True, alpha=0.3)
         fig.tight_layout()
         fig.savefig(base + "-fanout.png", dpi=100)
-        fig, ax = plt.subplots(figsize=(7, 4))
         pcts = ["p50", "p90", "p99", "p999", "max"]
-        lat = next(r for r in results if "latency" in r["name"])
-        for i, t in enumerate(("relay", "nats")):
-            ys = [lat[t].get("latency_us", {}).get(p, 0) for p in pcts]
-            ax.bar([x + i * 0.4 for x in range(len(pcts))], ys, width=0.4, label=t)
-        ax.set_xticks([x + 0.2 for x in range(len(pcts))], pcts)
-        ax.set_yscale("log")
-        ax.set_ylabel("publish → receive latency (µs)")
-        ax.set_title(lat["name"], fontsize=9)
-        ax.legend()
+        runs = [r for r in results if "latency" in r["name"]]
+        fig, axes = plt.subplots(1, len(runs), figsize=(6 * len(runs), 4), squeeze=False)
+        for ax, lat in zip(axes[0], runs):
+            for i, t in enumerate(("relay", "nats")):
+                ys = [lat[t].get("latency_us", {}).get(p, 0) for p in pcts]
+                ax.bar([x + i * 0.4 for x in range(len(pcts))], ys, width=0.4, label=t)
+            ax.set_xticks([x + 0.2 for x in range(len(pcts))], pcts)
+            ax.set_yscale("log")
+            ax.set_ylabel("publish → receive latency (µs)")
+            ax.set_title(lat["name"].replace(", latency", ""), fontsize=9)
+            ax.legend()
         fig.tight_layout()
         fig.savefig(base + "-latency.png", dpi=100)
         lines[4:4] = [f"![deliveries/s against window]({os.path.basename(base)}-fanout.png) "

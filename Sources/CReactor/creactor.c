@@ -57,7 +57,9 @@ int creactor_epoll_wait(int epfd, creactor_event *out, int max, int64_t timeout_
             // Nanosecond timeouts: timers are not rounded up to milliseconds.
             struct timespec ts = { .tv_sec = timeout_ns / 1000000000, .tv_nsec = timeout_ns % 1000000000 };
             n = epoll_pwait2(epfd, evs, max, &ts, NULL);
-            if (n < 0 && errno == ENOSYS) { no_pwait2 = 1; n = -1; errno = EINTR; }
+            // ENOSYS: kernel before 5.11; EPERM: a seccomp profile that
+            // predates the call (older container runtimes). Fall back for good.
+            if (n < 0 && (errno == ENOSYS || errno == EPERM)) { no_pwait2 = 1; n = -1; errno = EINTR; }
         } else {
             int ms = timeout_ns <= 0 ? (int)(timeout_ns < 0 ? -1 : 0)
                    : (int)((timeout_ns + 999999) / 1000000 > INT32_MAX ? INT32_MAX : (timeout_ns + 999999) / 1000000);
