@@ -7,7 +7,7 @@ Writes Benchmarks/results/<date>-<host>.md and PNG plots beside it.
 Needs release builds of relay and loadgen (make bench builds them) and
 nats-server (installed with apt if absent).
 """
-import argparse, datetime, json, os, platform, shutil, signal, socket, subprocess, sys, tempfile, time
+import argparse, datetime, json, os, platform, re, shutil, signal, socket, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RELAY = os.path.join(ROOT, ".build/release/relay")
@@ -38,6 +38,27 @@ def wait_port(port, timeout=20):
 
 # Frames/s per pod of the latency run both servers sustain (1→100: 200,000 deliveries/s).
 MODERATE_RATE = 2000
+
+
+FLOOR_SRC = os.path.join(ROOT, "Benchmarks/floor/loopback_floor.c")
+FLOOR = os.path.join(ROOT, ".build/loopback_floor")
+
+
+def build_floor():
+    """The C program that makes only the syscalls (Benchmarks/floor): the
+    kernel's floor on this machine for the same traffic."""
+    cc = shutil.which("cc") or shutil.which("clang") or shutil.which("gcc")
+    if cc is None:
+        return False
+    return subprocess.run([cc, "-O2", "-pthread", "-o", FLOOR, FLOOR_SRC]).returncode == 0
+
+
+def floor(args, duration):
+    """deliveries/s (fan-out) or round trips/s (echo) of the C floor program."""
+    log("loopback_floor " + " ".join(args))
+    out = subprocess.run([FLOOR] + args + [str(duration)], capture_output=True, text=True, timeout=120).stdout
+    m = re.search(r"([0-9.]+) (deliveries|round trips)/s", out)
+    return float(m.group(1)) if m else None
 
 
 def ensure_nats():
@@ -136,11 +157,15 @@ def main():
 
     targets = {}
 
-    def run(name, scenario, args, targets_used=("relay", "nats"), duration=d):
+    have_floor = build_floor()
+
+    def run(name, scenario, args, targets_used=("relay", "nats"), duration=d, floor_args=None):
         row = {"name": name}
         for t in targets_used:
             port, pid = targets[t]
             row[t] = loadgen(scenario, t, port, pid, args, duration, tmp)
+        if floor_args and have_floor:
+            row["floor"] = floor(floor_args, duration)
         results.append(row)
         return row
 
@@ -153,10 +178,13 @@ def main():
         fresh_servers()
         windows = [8, 32, 256, 1000]
         for w in windows:
+            # 134 B on the wire: 128 B payload + 6 B of masked client header.
             run(f"fanout 1→100, 128 B, window {w}", "fanout",
-                ["--pods", "1", "--subscribers", "100", "--size", "128", "--max", "--window", str(w)])
+                ["--pods", "1", "--subscribers", "100", "--size", "128", "--max", "--window", str(w)],
+                floor_args=["100", str(w), "134"])
         run("fanout 1→1000, 128 B, window 32", "fanout",
-            ["--pods", "1", "--subscribers", "1000", "--size", "128", "--max", "--window", "32"])
+            ["--pods", "1", "--subscribers", "1000", "--size", "128", "--max", "--window", "32"],
+            floor_args=["1000", "32", "134"])
         fanouts = [r for r in results if r["name"].startswith("fanout 1→100, 128 B, window")]
         peak = max(r["relay"].get("deliveries_per_s", 0) for r in fanouts)
         rate = max(1, int(peak / 100 / 2))
@@ -165,7 +193,8 @@ def main():
         # A rate both servers sustain: latency of each when neither is saturated.
         run(f"fanout 1→100 at {MODERATE_RATE} frames/s, latency", "fanout",
             ["--pods", "1", "--subscribers", "100", "--size", "128", "--rate", str(MODERATE_RATE)])
-        run("echo, 100 connections, 512 B", "echo", ["--connections", "100", "--size", "512"])
+        run("echo, 100 connections, 512 B", "echo", ["--connections", "100", "--size", "512"],
+            floor_args=["echo", "100", "518"])
         run("input: 10 pods × 3 browsers × 20 keys/s", "input", ["--pods", "10", "--browsers", "3"], targets_used=("relay",))
         run("attach: 50 joins/s into a pod publishing 1000 frames/s", "attach", [], targets_used=("relay",))
     finally:
@@ -191,8 +220,11 @@ def write_report(results, windows, m, elapsed, quick):
              f"(the servers and `loadgen` share it).",
              f"Both servers on loopback, measured by the same client (`loadgen`) in one run of "
              f"`Benchmarks/compare.py` ({elapsed:.0f} s). nats-server {nats_version()} with its WebSocket listener, no TLS.", "",
-             "| scenario | relay deliveries/s | nats deliveries/s | ratio | relay p50/p99 µs | nats p50/p99 µs | relay reach | relay CPU µs/delivery | nats CPU µs/delivery | loadgen CPU (relay run) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "The kernel floor is `Benchmarks/floor/loopback_floor.c`: the same syscalls from C "
+             "(writes of the same bursts to the same number of loopback sockets, a reader thread; or "
+             "a C echo server and client) with no protocol work at all: what this machine's loopback TCP allows.", "",
+             "| scenario | relay deliveries/s | nats deliveries/s | relay ÷ nats | kernel floor (C) /s | relay ÷ floor | relay p50/p99 µs | nats p50/p99 µs | relay reach | relay CPU µs/delivery | nats CPU µs/delivery | loadgen CPU (relay run) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         a, b = r.get("relay", {}), r.get("nats")
         ra = a.get("deliveries_per_s")
@@ -206,7 +238,9 @@ def write_report(results, windows, m, elapsed, quick):
         err = "" if a.get("ok", True) else f" **relay failed: {a.get('error', '')[:120]}**"
         if b is not None and not b.get("ok", True):
             err += f" **nats failed: {b.get('error', '')[:120]}**"
-        lines.append(f"| {r['name']}{extra}{err} | {fmt(ra)} | {fmt(rb)} | {ratio} | {la.get('p50', '-')}/{la.get('p99', '-')} | "
+        fl = r.get("floor")
+        of_floor = f"{100 * ra / fl:.0f}%" if ra and fl else "-"
+        lines.append(f"| {r['name']}{extra}{err} | {fmt(ra)} | {fmt(rb)} | {ratio} | {fmt(fl)} | {of_floor} | {la.get('p50', '-')}/{la.get('p99', '-')} | "
                      f"{lb.get('p50', '-') if b else '-'}/{lb.get('p99', '-') if b else '-'} | {(fmt(100 * a['reach'], 2) + '%') if a.get('expected') else '-'} | "
                      f"{fmt(a.get('server_cpu_us_per_delivery'), 3)} | {fmt((b or {}).get('server_cpu_us_per_delivery'), 3)} | "
                      f"{fmt(a.get('client_cpu_percent'))}% |")
@@ -222,6 +256,10 @@ def write_report(results, windows, m, elapsed, quick):
         for t in ("relay", "nats"):
             ys = [r[t].get("deliveries_per_s", 0) / 1e6 for r in results if r["name"].startswith("fanout 1→100, 128 B, window")]
             ax.plot(windows, ys, marker="o", label=t)
+        fanouts = [r for r in results if r["name"].startswith("fanout 1→100, 128 B, window")]
+        if all(r.get("floor") for r in fanouts):
+            ax.plot(windows, [r["floor"] / 1e6 for r in fanouts], linestyle="--", color="gray",
+                    label="kernel floor (C, syscalls only)")
         ax.set_xscale("log")
         ax.set_xlabel("frames in flight per subscriber (fan-out 1→100, 128 B)")
         ax.set_ylabel("million deliveries/s")
