@@ -48,6 +48,7 @@ let package = Package(
         ]),
         .testTarget(name: "ReactorTests", dependencies: ["Reactor"]),
         .testTarget(name: "FramingTests", dependencies: ["Framing"]),
+        .testTarget(name: "LoadGenTests", dependencies: ["LoadGen", .product(name: "Histogram", package: "hdrhistogram-swift")]),
     ],
     swiftLanguageModes: [.v6]
 )

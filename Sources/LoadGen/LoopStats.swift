@@ -13,7 +13,13 @@ final class LoopStats: @unchecked Sendable {
     let dropped = Atomic<Int>(0)
     let lags = Atomic<Int>(0)
     /// Latency in microseconds. Loop thread only while running.
-    @exclusivity(unchecked) var latency = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    @exclusivity(unchecked) private var recorder = LatencyRecorder()
+    /// The latencies recorded so far; read after the loop stopped.
+    var latency: Histogram<UInt64> {
+        var h = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+        recorder.fold(into: &h)
+        return h
+    }
     /// Set when measurement starts (warm-up deliveries are not recorded).
     let measuring = Atomic<Bool>(false)
 
@@ -22,7 +28,7 @@ final class LoopStats: @unchecked Sendable {
         Self.bump(delivered, 1)
         Self.bump(bytes, n)
         if measuring.load(ordering: .relaxed) {
-            _ = latency.record(now > stampNanos ? (now - stampNanos) / 1000 : 0)
+            recorder.record(now > stampNanos ? (now - stampNanos) / 1000 : 0)
         }
     }
 

@@ -33,7 +33,8 @@ public final class WebSocketClient: ConnectionHandler {
     /// Held across delegate callbacks, which never touch it.
     @exclusivity(unchecked) private var decoder: WebSocketDecoder
     private enum State { case connecting, handshaking, open, closing, closed }
-    private var state = State.connecting
+    /// Read per message while decoding: no runtime exclusivity check.
+    @exclusivity(unchecked) private var state = State.connecting
     private var closeCode: UInt16?
     /// xorshift64 state for mask keys (a client need not use a CSPRNG for
     /// masking against its own relay; the key only has to vary).
@@ -42,7 +43,10 @@ public final class WebSocketClient: ConnectionHandler {
     public var isOpen: Bool { state == .open }
     /// When the bytes being delivered were read (one clock read per read,
     /// not per message: latency measurement without a syscall per message).
-    @exclusivity(unchecked) public private(set) var lastReadNanos: UInt64 = 0
+    @exclusivity(unchecked) private var readNanos: UInt64 = 0
+    // A method, not a public property: another module reading the property
+    // directly would check exclusivity on every message.
+    public var lastReadNanos: UInt64 { readNanos }
     /// Free for the owner.
     public var tag = 0
 
@@ -120,7 +124,7 @@ public final class WebSocketClient: ConnectionHandler {
     }
 
     public func connectionRead(_ c: TCPConnection, _ bytes: SlabSlice) {
-        lastReadNanos = MonotonicClock.now()
+        readNanos = MonotonicClock.now()
         if state == .handshaking {
             response += bytes.bytes
             guard let end = Self.headEnd(response) else {
