@@ -32,8 +32,9 @@ struct Echo: ParsableCommand {
 
 final class EchoConnection {
     var endpoint: MessageEndpoint!
-    let stats: LoopStats
-    unowned let harness: Harness
+    // The stats and the harness outlive the run: no reference counting per message.
+    unowned(unsafe) let stats: LoopStats
+    unowned(unsafe) let harness: Harness
     let window: Int
     private var payload: [UInt8]
     private var seq: UInt64 = 0
@@ -51,7 +52,7 @@ final class EchoConnection {
         }
         endpoint.onReady = { [unowned self] in self.harness.ready.add(1, ordering: .relaxed) }
         endpoint.onClosed = { [unowned self] why in self.harness.closed(why) }
-        endpoint.onMessage = { [unowned self] bytes in
+        endpoint.onMessage = { [unowned(unsafe) self] bytes in
             guard let (stamp, _) = StampedPayload.read(bytes) else { return }
             stats.recordDelivery(bytes: bytes.count, stampNanos: stamp, now: MonotonicClock.now())
             sendOne()
