@@ -49,72 +49,84 @@ static double thread_cpu(void) {
     return t.tv_sec + t.tv_nsec / 1e9;
 }
 
-static void *reader(void *arg) {
-    (void)arg;
-    int ep = epoll_create1(0);
-    for (int i = 0; i < subs; i++) {
-        struct epoll_event ev = {.events = EPOLLIN, .data.fd = readers[i]};
-        epoll_ctl(ep, EPOLL_CTL_ADD, readers[i], &ev);
+// n connected loopback TCP pairs (TCP_NODELAY on both ends): near[i] is the
+// connecting end, far[i] the accepted one.
+static void socket_pairs(int n, int *near, int *far) {
+    int one = 1;
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    if (bind(lfd, (void *)&a, sizeof a) || listen(lfd, 4096) || getsockname(lfd, (void *)&a, &alen)) {
+        perror("listen");
+        exit(1);
     }
+    for (int i = 0; i < n; i++) {
+        near[i] = socket(AF_INET, SOCK_STREAM, 0);
+        if (connect(near[i], (void *)&a, sizeof a)) { perror("connect"); exit(1); }
+        far[i] = accept(lfd, NULL, NULL);
+        setsockopt(near[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        setsockopt(far[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    close(lfd);
+}
+
+// An epoll set watching fds[0..<n] for input, each event carrying its index.
+static int epoll_over(const int *fds, int n) {
+    int ep = epoll_create1(0);
+    for (int i = 0; i < n; i++) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
+        epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev);
+    }
+    return ep;
+}
+
+// Until `stop`: one read per ready socket; `echo` writes what it read back.
+// Returns this thread's CPU seconds.
+static double drain(const int *fds, int n, int echo) {
+    int ep = epoll_over(fds, n);
     static char buf[64 * 1024];
     struct epoll_event evs[256];
     double c0 = thread_cpu();
     while (!stop) {
-        int n = epoll_wait(ep, evs, 256, 100);
-        for (int i = 0; i < n; i++) {
-            ssize_t r = read(evs[i].data.fd, buf, sizeof buf);
-            if (r > 0) received_bytes += r;
+        int k = epoll_wait(ep, evs, 256, 100);
+        for (int i = 0; i < k; i++) {
+            int fd = fds[evs[i].data.u32];
+            ssize_t r = read(fd, buf, sizeof buf);
+            if (r <= 0) continue;
+            received_bytes += r;
+            if (echo && write(fd, buf, r) != r) { perror("echo write"); exit(1); }
         }
     }
-    reader_cpu = thread_cpu() - c0;
+    return thread_cpu() - c0;
+}
+
+static void *reader(void *arg) {
+    (void)arg;
+    reader_cpu = drain(readers, subs, 0);
     return NULL;
 }
 
 static int *echo_fds;
 static int echo_conns;
-static char echo_buf[64 * 1024];
 
 static void *echo_server(void *arg) {
     (void)arg;
-    int ep = epoll_create1(0);
-    for (int i = 0; i < echo_conns; i++) {
-        struct epoll_event ev = {.events = EPOLLIN, .data.fd = echo_fds[i]};
-        epoll_ctl(ep, EPOLL_CTL_ADD, echo_fds[i], &ev);
-    }
-    struct epoll_event evs[256];
-    double c0 = thread_cpu();
-    while (!stop) {
-        int n = epoll_wait(ep, evs, 256, 100);
-        for (int i = 0; i < n; i++) {
-            ssize_t r = read(evs[i].data.fd, echo_buf, sizeof echo_buf);
-            if (r > 0 && write(evs[i].data.fd, echo_buf, r) != r) { perror("echo write"); exit(1); }
-        }
-    }
-    reader_cpu = thread_cpu() - c0;
+    reader_cpu = drain(echo_fds, echo_conns, 1);
     return NULL;
 }
 
-static int echo_main(int conns, int size, double seconds, int lfd, struct sockaddr_in a) {
+static int echo_main(int conns, int size, double seconds) {
     echo_conns = conns;
     echo_fds = calloc(conns, sizeof(int));
     int *clients = calloc(conns, sizeof(int));
     long long *pending = calloc(conns, sizeof(long long));
-    int one = 1;
-    for (int i = 0; i < conns; i++) {
-        clients[i] = socket(AF_INET, SOCK_STREAM, 0);
-        if (connect(clients[i], (void *)&a, sizeof a)) { perror("connect"); return 1; }
-        echo_fds[i] = accept(lfd, NULL, NULL);
-        setsockopt(echo_fds[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        setsockopt(clients[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    }
+    socket_pairs(conns, clients, echo_fds);
     pthread_t t;
     pthread_create(&t, NULL, echo_server, NULL);
     char *msg = malloc(size), *buf = malloc(64 * 1024);
     memset(msg, 'x', size);
-    int ep = epoll_create1(0);
+    int ep = epoll_over(clients, conns);
     for (int i = 0; i < conns; i++) {
-        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
-        epoll_ctl(ep, EPOLL_CTL_ADD, clients[i], &ev);
         if (write(clients[i], msg, size) != size) { perror("write"); return 1; }
         pending[i] = size;
     }
@@ -145,37 +157,16 @@ static int echo_main(int conns, int size, double seconds, int lfd, struct sockad
 
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "echo") == 0) {
-        int lfd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        socklen_t alen = sizeof a;
-        if (bind(lfd, (void *)&a, sizeof a) || listen(lfd, 4096) || getsockname(lfd, (void *)&a, &alen)) {
-            perror("listen");
-            return 1;
-        }
         return echo_main(argc > 2 ? atoi(argv[2]) : 100, argc > 3 ? atoi(argv[3]) : 518,
-                         argc > 4 ? atof(argv[4]) : 5, lfd, a);
+                         argc > 4 ? atof(argv[4]) : 5);
     }
     subs = argc > 1 ? atoi(argv[1]) : 100;
     window_frames = argc > 2 ? atoi(argv[2]) : 32;
     frame_size = argc > 3 ? atoi(argv[3]) : 134;
     double seconds = argc > 4 ? atof(argv[4]) : 5;
-    int one = 1;
-    int lfd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t alen = sizeof a;
-    if (bind(lfd, (void *)&a, sizeof a) || listen(lfd, 4096) || getsockname(lfd, (void *)&a, &alen)) {
-        perror("listen");
-        return 1;
-    }
     readers = calloc(subs, sizeof(int));
     int *writers = calloc(subs, sizeof(int));
-    for (int i = 0; i < subs; i++) {
-        readers[i] = socket(AF_INET, SOCK_STREAM, 0);
-        if (connect(readers[i], (void *)&a, sizeof a)) { perror("connect"); return 1; }
-        writers[i] = accept(lfd, NULL, NULL);
-        setsockopt(writers[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        setsockopt(readers[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    }
+    socket_pairs(subs, readers, writers);
     int burst = window_frames / 2 > 0 ? window_frames / 2 : 1;
     char *payload = malloc((size_t)burst * frame_size);
     memset(payload, '.', (size_t)burst * frame_size);
