@@ -67,7 +67,10 @@ final class FanoutPod {
     // Loop-confined counters touched per delivery: no runtime exclusivity checks.
     @exclusivity(unchecked) private var sent: UInt64 = 0
     @exclusivity(unchecked) private var deliveries: UInt64 = 0
-    @exclusivity(unchecked) private var nextSeq: [UInt64]
+    /// Per subscriber, the sequence number expected next (drops show as gaps).
+    private let nextSeq: UnsafeMutablePointer<UInt64>
+    /// Closed loop: `fill()` is due once `deliveries` reaches this.
+    @exclusivity(unchecked) private var refillAt: UInt64 = 0
     private var t0: UInt64 = 0
     private var blocked = false
 
@@ -79,7 +82,9 @@ final class FanoutPod {
         self.rate = rate
         self.window = window
         payload = StampedPayload.make(size: size)
-        nextSeq = Array(repeating: 0, count: subscribers)
+        nextSeq = .allocate(capacity: subscribers)
+        nextSeq.initialize(repeating: 0, count: subscribers)
+        if window == nil { refillAt = .max }
         // A pod name of this run only: never a pod (and replay ring) left by an earlier run.
         let pod = "loadgen-\(harness.runID)-pod-\(index)"
         do {
@@ -147,6 +152,8 @@ final class FanoutPod {
         // Out now, not at the end of this turn: the turn may go on reading
         // hundreds of subscribers while the relay waits for the burst.
         publisher.flushNow()
+        // In flight ≤ limit / 2 again once deliveries reach this.
+        refillAt = UInt64(max(0, Int(sent) * subscriberCount - limit / 2))
     }
 
     /// Open loop: send what is due, stamped with when it was due, then sleep
@@ -177,6 +184,8 @@ final class FanoutPod {
             if seq > nextSeq[s] { stats.dropped.add(Int(seq - nextSeq[s]), ordering: .relaxed) }
         }
         nextSeq[s] = seq &+ 1
-        if window != nil { fill() }
+        if deliveries >= refillAt { fill() }
     }
+
+    deinit { nextSeq.deallocate() }
 }
