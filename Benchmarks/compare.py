@@ -182,9 +182,11 @@ def main():
             run(f"fanout 1→100, 128 B, window {w}", "fanout",
                 ["--pods", "1", "--subscribers", "100", "--size", "128", "--max", "--window", str(w)],
                 floor_args=["100", str(w), "134"])
-        run("fanout 1→1000, 128 B, window 32", "fanout",
-            ["--pods", "1", "--subscribers", "1000", "--size", "128", "--max", "--window", "32"],
-            floor_args=["1000", "32", "134"])
+        # Deliveries/s against fan-out, 32 in flight: 1→10, (1→100 above), 1→1000.
+        for n in (10, 1000):
+            run(f"fanout 1→{n}, 128 B, window 32", "fanout",
+                ["--pods", "1", "--subscribers", str(n), "--size", "128", "--max", "--window", "32"],
+                floor_args=[str(n), "32", "134"])
         fanouts = [r for r in results if r["name"].startswith("fanout 1→100, 128 B, window")]
         peak = max(r["relay"].get("deliveries_per_s", 0) for r in fanouts)
         rate = max(1, int(peak / 100 / 2))
@@ -263,10 +265,31 @@ def write_report(results, windows, m, elapsed, quick):
         ax.set_xscale("log")
         ax.set_xlabel("frames in flight per subscriber (fan-out 1→100, 128 B)")
         ax.set_ylabel("million deliveries/s")
+        ax.set_ylim(bottom=0)
         ax.legend()
         ax.grid(True, alpha=0.3)
         fig.tight_layout()
         fig.savefig(base + "-fanout.png", dpi=100)
+        fig, ax = plt.subplots(figsize=(7, 4))
+        by_subs = {}
+        for r in results:
+            m = re.match(r"fanout 1→(\d+), 128 B, window 32$", r["name"])
+            if m:
+                by_subs[int(m.group(1))] = r
+        subs = sorted(by_subs)
+        for t in ("relay", "nats"):
+            ax.plot(subs, [by_subs[n][t].get("deliveries_per_s", 0) / 1e6 for n in subs], marker="o", label=t)
+        if all(by_subs[n].get("floor") for n in subs):
+            ax.plot(subs, [by_subs[n]["floor"] / 1e6 for n in subs], linestyle="--", color="gray",
+                    label="kernel floor (C, syscalls only)")
+        ax.set_xscale("log")
+        ax.set_xlabel("subscribers of one publisher (128 B frames, 32 in flight each)")
+        ax.set_ylabel("million deliveries/s")
+        ax.set_ylim(bottom=0)
+        ax.legend()
+        ax.grid(True, alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(base + "-scaling.png", dpi=100)
         pcts = ["p50", "p90", "p99", "p999", "max"]
         runs = [r for r in results if "latency" in r["name"]]
         fig, axes = plt.subplots(1, len(runs), figsize=(6 * len(runs), 4), squeeze=False)
@@ -282,6 +305,7 @@ def write_report(results, windows, m, elapsed, quick):
         fig.tight_layout()
         fig.savefig(base + "-latency.png", dpi=100)
         lines[4:4] = [f"![deliveries/s against window]({os.path.basename(base)}-fanout.png) "
+                      f"![deliveries/s against fan-out]({os.path.basename(base)}-scaling.png) "
                       f"![latency percentiles]({os.path.basename(base)}-latency.png)", ""]
     except ImportError:
         lines.insert(4, "(matplotlib missing: no plots)")
