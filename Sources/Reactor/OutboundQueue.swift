@@ -23,13 +23,13 @@ public enum FlushResult: Equatable, Sendable {
 /// `maxRun` bytes — + `limit` + one slice), leaving the decision (drop, lag, pause,
 /// close) to the connection's owner; `force` queues anyway (for small control
 /// frames whose loss would break the protocol). The ring is allocated on
-/// first use (2 entries, 48 bytes, doubling as needed) and kept when the
-/// queue drains, unless it grew past 32 entries and the last turn used less
-/// than a quarter of it: a connection that never sends holds none, a busy
-/// one does not malloc per turn, and a burst's large ring is given back.
+/// first use (2 entries, 48 bytes, doubling as needed) and freed whenever
+/// the queue drains: an idle connection holds none (keeping small rings cost
+/// ~90 bytes per idle browser at 15,000), and a busy one pays a small
+/// malloc per `writev`, which is lost in the syscall's cost.
 public struct OutboundQueue: ~Copyable {
     private var ring: UnsafeMutablePointer<SlabSlice>?
-    private var capacity = 0      // a power of two, or 0
+    private(set) var capacity = 0      // ring entries: a power of two, or 0
     private var head = 0
     public private(set) var count = 0
     public private(set) var bytes = 0
@@ -126,7 +126,6 @@ public struct OutboundQueue: ~Copyable {
         iovecs: UnsafeMutablePointer<iovec>,
         write: (UnsafePointer<iovec>, Int32) -> IOResult
     ) -> FlushResult {
-        let batch = count
         while count > 0 {
             // Slices that continue one another in memory (a pod's frames,
             // built one after the other in its arena) go out as one iovec:
@@ -159,15 +158,9 @@ public struct OutboundQueue: ~Copyable {
                 return .failed(e)
             }
         }
-        // Keep the ring for the next turn (no malloc per busy turn) unless it
-        // is large and this turn used little of it: a burst's ring goes back.
-        if capacity > Self.keptCapacity && batch * 4 < capacity { freeRing() } else { head = 0 }
+        freeRing()
         return .drained
     }
-
-    /// A drained ring this small (32 entries, 768 bytes) is always kept;
-    /// a larger one while turns still fill a quarter of it.
-    static let keptCapacity = 32
 
     /// Drops `written` bytes from the front, releasing finished slices.
     private mutating func consume(_ written: Int) {

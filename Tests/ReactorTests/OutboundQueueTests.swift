@@ -155,6 +155,21 @@ extension ReactorSuite {
         #expect(arena.refs == 1 && other.refs == 1)
     }
 
+    @Test func aDrainedQueueHoldsNoRing() {
+        var q = OutboundQueue(limit: 1 << 20)
+        let slab = Slab.copying([UInt8](repeating: 1, count: 10))
+        defer { slab.release() }
+        #expect(q.capacity == 0)
+        for _ in 0..<5 { _ = q.enqueue(slab.written) }
+        #expect(q.capacity == 8)
+        // A socket that takes 25 bytes, then blocks: the ring stays for the rest.
+        var r = q.flush(iovecs: iov) { _, _ in .bytes(25) }
+        #expect(r == .wouldBlock && q.capacity == 8)
+        r = q.flush(iovecs: iov) { v, n in .bytes((0..<Int(n)).reduce(0) { $0 + v[$1].iov_len }) }
+        #expect(r == .drained && q.capacity == 0 && q.isEmpty)
+        #expect(slab.refs == 1)
+    }
+
     @Test func droppingKeepsThePartlyWrittenHead() {
         var q = OutboundQueue(limit: 1 << 20)
         let slab = Slab.copying([UInt8](repeating: 1, count: 30))
