@@ -254,42 +254,30 @@ def write_report(results, windows, m, elapsed, quick):
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(7, 4))
-        for t in ("relay", "nats"):
-            ys = [r[t].get("deliveries_per_s", 0) / 1e6 for r in results if r["name"].startswith("fanout 1→100, 128 B, window")]
-            ax.plot(windows, ys, marker="o", label=t)
-        fanouts = [r for r in results if r["name"].startswith("fanout 1→100, 128 B, window")]
-        if all(r.get("floor") for r in fanouts):
-            ax.plot(windows, [r["floor"] / 1e6 for r in fanouts], linestyle="--", color="gray",
-                    label="kernel floor (C, syscalls only)")
-        ax.set_xscale("log")
-        ax.set_xlabel("frames in flight per subscriber (fan-out 1→100, 128 B)")
-        ax.set_ylabel("million deliveries/s")
-        ax.set_ylim(bottom=0)
-        ax.legend()
-        ax.grid(True, alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(base + "-fanout.png", dpi=100)
-        fig, ax = plt.subplots(figsize=(7, 4))
-        by_subs = {}
-        for r in results:
-            m = re.match(r"fanout 1→(\d+), 128 B, window 32$", r["name"])
-            if m:
-                by_subs[int(m.group(1))] = r
+        def rate_plot(xs, rows, xlabel, path):
+            """Deliveries/s of relay, nats and the floor against `xs` (one row each)."""
+            fig, ax = plt.subplots(figsize=(7, 4))
+            for t in ("relay", "nats"):
+                ax.plot(xs, [r[t].get("deliveries_per_s", 0) / 1e6 for r in rows], marker="o", label=t)
+            if all(r.get("floor") for r in rows):
+                ax.plot(xs, [r["floor"] / 1e6 for r in rows], linestyle="--", color="gray",
+                        label="kernel floor (C, syscalls only)")
+            ax.set_xscale("log")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("million deliveries/s")
+            ax.set_ylim(bottom=0)
+            ax.legend()
+            ax.grid(True, alpha=0.3)
+            fig.tight_layout()
+            fig.savefig(path, dpi=100)
+
+        rate_plot(windows, [r for r in results if r["name"].startswith("fanout 1→100, 128 B, window")],
+                  "frames in flight per subscriber (fan-out 1→100, 128 B)", base + "-fanout.png")
+        by_subs = {int(m.group(1)): r for r in results
+                   if (m := re.match(r"fanout 1→(\d+), 128 B, window 32$", r["name"]))}
         subs = sorted(by_subs)
-        for t in ("relay", "nats"):
-            ax.plot(subs, [by_subs[n][t].get("deliveries_per_s", 0) / 1e6 for n in subs], marker="o", label=t)
-        if all(by_subs[n].get("floor") for n in subs):
-            ax.plot(subs, [by_subs[n]["floor"] / 1e6 for n in subs], linestyle="--", color="gray",
-                    label="kernel floor (C, syscalls only)")
-        ax.set_xscale("log")
-        ax.set_xlabel("subscribers of one publisher (128 B frames, 32 in flight each)")
-        ax.set_ylabel("million deliveries/s")
-        ax.set_ylim(bottom=0)
-        ax.legend()
-        ax.grid(True, alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(base + "-scaling.png", dpi=100)
+        rate_plot(subs, [by_subs[n] for n in subs],
+                  "subscribers of one publisher (128 B frames, 32 in flight each)", base + "-scaling.png")
         pcts = ["p50", "p90", "p99", "p999", "max"]
         runs = [r for r in results if "latency" in r["name"]]
         fig, axes = plt.subplots(1, len(runs), figsize=(6 * len(runs), 4), squeeze=False)

@@ -23,6 +23,20 @@ async def expect_frames(peer, expected: list[bytes], what: str) -> None:
 # ------------------------------------------------------------ instant attach
 
 
+async def pod_with_snapshot_and_ext_browser(relay):
+    """A runner that has sent a Snapshot, and an extended browser that got
+    it and the Position after it: (pod, runner, snapshot, browser, epoch, seq)."""
+    pod = new_pod()
+    runner = await open_runner(relay, pod)
+    snap = snapshot("s")
+    await runner.send(snap)
+    await runner.sync()
+    b = await open_browser(relay, pod, ext=True, name="first", user_id=5)
+    await expect_frames(b, [snap], "join")
+    epoch, seq0 = parse_position(await b.expect(POSITION))
+    return pod, runner, snap, b, epoch, seq0
+
+
 def test_instant_attach_snapshot_and_tail(start_relay):
     """Runner sends Output, Snapshot, Output, Control, AcpSnapshot, AcpEvent,
     Output before any browser. A browser joining later gets, with the runner
@@ -103,14 +117,7 @@ def test_resume_gets_exactly_the_missing_frames(start_relay):
     relay = start_relay()
 
     async def main():
-        pod = new_pod()
-        runner = await open_runner(relay, pod)
-        snap = snapshot("s")
-        await runner.send(snap)
-        await runner.sync()
-        b = await open_browser(relay, pod, ext=True, name="first", user_id=5)
-        await expect_frames(b, [snap], "join")
-        epoch, seq0 = parse_position(await b.expect(POSITION))
+        pod, runner, snap, b, epoch, seq0 = await pod_with_snapshot_and_ext_browser(relay)
         assert seq0 == 0, f"Position after a join with no replayable frame: seq {seq0}, expected 0"
 
         for i in range(1, 101):
@@ -139,14 +146,7 @@ def test_resume_with_wrong_epoch_gets_gap_then_snapshot(start_relay):
     relay = start_relay()
 
     async def main():
-        pod = new_pod()
-        runner = await open_runner(relay, pod)
-        snap = snapshot("s")
-        await runner.send(snap)
-        await runner.sync()
-        b = await open_browser(relay, pod, ext=True, name="first", user_id=5)
-        await expect_frames(b, [snap], "join")
-        epoch, seq0 = parse_position(await b.expect(POSITION))
+        pod, runner, snap, b, epoch, seq0 = await pod_with_snapshot_and_ext_browser(relay)
         for i in range(1, 21):
             await runner.send(out(i))
         await expect_frames(b, [out(i) for i in range(1, 21)], "stream")
@@ -171,14 +171,7 @@ def test_resume_older_than_ring_gets_gap(start_relay):
     relay = start_relay("--replay-ring-bytes", "16384")
 
     async def main():
-        pod = new_pod()
-        runner = await open_runner(relay, pod)
-        snap = snapshot("s")
-        await runner.send(snap)
-        await runner.sync()
-        b = await open_browser(relay, pod, ext=True, name="first", user_id=5)
-        await expect_frames(b, [snap], "join")
-        epoch, seq0 = parse_position(await b.expect(POSITION))
+        pod, runner, snap, b, epoch, seq0 = await pod_with_snapshot_and_ext_browser(relay)
         for i in range(1, 201):
             await runner.send(out(i, 1000))
         await expect_frames(b, [out(i, 1000) for i in range(1, 201)], "stream")
