@@ -71,7 +71,7 @@ final class FanoutPod {
     private let nextSeq: UnsafeMutablePointer<UInt64>
     /// Closed loop: `fill()` is due once `deliveries` reaches this.
     @exclusivity(unchecked) private var refillAt: UInt64 = 0
-    private var t0: UInt64 = 0
+    private var schedule: OpenLoopSchedule?
     private var blocked = false
 
     init(index: Int, subscribers: Int, size: Int, rate: Double?, window: Int?, loop: EventLoop, stats: LoopStats, harness: Harness) {
@@ -120,8 +120,12 @@ final class FanoutPod {
     }
 
     func start() {
-        t0 = MonotonicClock.now()
-        if window != nil { fill() } else { tick() }
+        if window != nil {
+            fill()
+        } else if let rate {
+            schedule = OpenLoopSchedule(rate: rate, start: MonotonicClock.now())
+            tick()
+        }
     }
 
     private func send(stamp: UInt64) -> Bool {
@@ -156,25 +160,16 @@ final class FanoutPod {
         refillAt = UInt64(max(0, Int(sent) * subscriberCount - limit / 2))
     }
 
-    /// Open loop: send what is due, stamped with when it was due, then sleep
-    /// until the next frame is due, but at least `minimumTick` (so fast
-    /// rates go out in bursts, at most 10,000 per second). A coarser tick
-    /// would be measured as latency: frames wait for it after their time.
+    /// Open loop: send what is due, then sleep until the next frame is due.
     private func tick() {
-        guard harness.running.load(ordering: .relaxed), let rate else { return }
+        guard harness.running.load(ordering: .relaxed), let schedule else { return }
         let now = MonotonicClock.now()
-        // Frame k is due at t0 + k/rate: frame 0 at once.
-        let due = UInt64(Double(now - t0) * rate / 1e9) + 1
+        let due = schedule.due(at: now)
         while sent < due && !blocked {
-            let intended = t0 + UInt64(Double(sent) * 1e9 / rate)
-            if !send(stamp: intended) { break }
+            if !send(stamp: schedule.intended(sent)) { break }
         }
-        let next = t0 + UInt64(Double(sent) * 1e9 / rate)
-        let wait = max(next > now ? next - now : 0, Self.minimumTick)
-        loop.schedule(afterNanoseconds: wait) { [weak self] in self?.tick() }
+        loop.schedule(afterNanoseconds: schedule.wait(sent: sent, now: now)) { [weak self] in self?.tick() }
     }
-
-    static let minimumTick: UInt64 = 100_000
 
     func received(_ bytes: UnsafeRawBufferPointer, from s: Int, at now: UInt64) {
         guard let (stamp, seq) = StampedPayload.read(bytes), seq < sent else { return }

@@ -42,7 +42,7 @@ final class TypingPod {
     let rate: Double
     private var keystroke = StampedPayload.make(size: StampedPayload.headerSize, type: 0x03)
     private var sent: UInt64 = 0
-    private var t0: UInt64 = 0
+    private var schedule: OpenLoopSchedule?
 
     init(index: Int, browsers: Int, rate: Double, loop: EventLoop, stats: LoopStats, harness: Harness) {
         self.stats = stats
@@ -68,21 +68,21 @@ final class TypingPod {
     }
 
     func start() {
-        t0 = MonotonicClock.now()
+        schedule = OpenLoopSchedule(rate: rate, start: MonotonicClock.now())
         tick()
     }
 
     /// Open loop across the pod's browsers in turn, stamped with the intended time.
     private func tick() {
-        guard harness.running.load(ordering: .relaxed) else { return }
-        // Frame k is due at t0 + k/rate: frame 0 at once.
-        let due = UInt64(Double(MonotonicClock.now() - t0) * rate / 1e9) + 1
+        guard harness.running.load(ordering: .relaxed), let schedule else { return }
+        let now = MonotonicClock.now()
+        let due = schedule.due(at: now)
         while sent < due {
-            StampedPayload.stamp(&keystroke, nanos: t0 + UInt64(Double(sent) * 1e9 / rate), seq: sent)
+            StampedPayload.stamp(&keystroke, nanos: schedule.intended(sent), seq: sent)
             let typist = typists[Int(sent % UInt64(typists.count))]
             if keystroke.withUnsafeBytes({ typist.send($0) }) { stats.sent.add(1, ordering: .relaxed) }
             sent &+= 1
         }
-        loop.schedule(afterNanoseconds: 1_000_000) { [weak self] in self?.tick() }
+        loop.schedule(afterNanoseconds: schedule.wait(sent: sent, now: now)) { [weak self] in self?.tick() }
     }
 }
