@@ -1,6 +1,7 @@
 import ArgumentParser
 import Glibc
 import Reactor
+import Framing
 
 /// C pods × 1 publisher × S subscribers. Open loop at `--rate` frames/s per
 /// pod (send times are the intended ones, so a stall shows as latency: no
@@ -66,10 +67,12 @@ final class FanoutPod {
     private var payload: [UInt8]
     // Loop-confined counters touched per delivery: no runtime exclusivity checks.
     @exclusivity(unchecked) private var sent: UInt64 = 0
-    @exclusivity(unchecked) private var deliveries: UInt64 = 0
+    /// Frames no longer in flight, over all subscribers: delivered, or
+    /// skipped (dropped by a lagging relay). The sum of `nextSeq`.
+    @exclusivity(unchecked) private var accounted: UInt64 = 0
     /// Per subscriber, the sequence number expected next (drops show as gaps).
     private let nextSeq: UnsafeMutablePointer<UInt64>
-    /// Closed loop: `fill()` is due once `deliveries` reaches this.
+    /// Closed loop: `fill()` is due once `accounted` reaches this.
     @exclusivity(unchecked) private var refillAt: UInt64 = 0
     private var schedule: OpenLoopSchedule?
     private var blocked = false
@@ -101,7 +104,7 @@ final class FanoutPod {
         }
         for s in 0..<subscribers {
             do {
-                let e = try harness.target.subscriber(pod: pod, index: index * subscribers + s, on: loop)
+                let e = try harness.target.subscriber(pod: pod, index: index * subscribers + s, on: loop, extraQuery: "&ext=1")
                 wire(e)
                 e.fanoutPod = Unmanaged.passUnretained(self)
                 e.fanoutIndex = s
@@ -147,7 +150,7 @@ final class FanoutPod {
     private func fill() {
         guard let window, !blocked else { return }
         let limit = window * subscriberCount
-        var inFlight = Int(sent) * subscriberCount - Int(deliveries)
+        var inFlight = Int(sent) * subscriberCount - Int(accounted)
         guard inFlight <= limit / 2 else { return }
         while harness.running.load(ordering: .relaxed) && inFlight < limit {
             if !send(stamp: MonotonicClock.now()) { break }
@@ -156,7 +159,7 @@ final class FanoutPod {
         // Out now, not at the end of this turn: the turn may go on reading
         // hundreds of subscribers while the relay waits for the burst.
         publisher.flushNow()
-        // In flight ≤ limit / 2 again once deliveries reach this.
+        // In flight ≤ limit / 2 again once this many are accounted for.
         refillAt = UInt64(max(0, Int(sent) * subscriberCount - limit / 2))
     }
 
@@ -172,14 +175,24 @@ final class FanoutPod {
     }
 
     func received(_ bytes: UnsafeRawBufferPointer, from s: Int, at now: UInt64) {
-        guard let (stamp, seq) = StampedPayload.read(bytes), seq < sent else { return }
-        deliveries &+= 1
+        guard let (stamp, seq) = StampedPayload.read(bytes) else {
+            // The relay's Lagged notice (subscribers ask for extension frames).
+            if bytes.first == RelayFrameType.lagged.rawValue {
+                statsRef._withUnsafeGuaranteedRef { $0.lags.add(1, ordering: .relaxed) }
+            }
+            return
+        }
+        // Older than expected: the catch-up after a lag replaying frames this
+        // subscriber already has. Not a delivery.
+        let expected = nextSeq[s]
+        guard seq < sent, seq >= expected else { return }
+        accounted &+= seq &+ 1 &- expected
         statsRef._withUnsafeGuaranteedRef { stats in
             stats.recordDelivery(bytes: bytes.count, stampNanos: stamp, now: now)
-            if seq > nextSeq[s] { stats.dropped.add(Int(seq - nextSeq[s]), ordering: .relaxed) }
+            if seq > expected { stats.dropped.add(Int(seq - expected), ordering: .relaxed) }
         }
         nextSeq[s] = seq &+ 1
-        if deliveries >= refillAt { fill() }
+        if accounted >= refillAt { fill() }
     }
 
     deinit { nextSeq.deallocate() }
