@@ -22,6 +22,8 @@ final class WebSocketConnection: ConnectionHandler {
 
     // Small fields together (every idle connection carries them); the close
     // timeout is the loop's, in the liveness monitor, not a copy per connection.
+    /// `closeSent`: closing — our Close is out, or the peer half-closed
+    /// (TCP FIN): either way nothing more is sent to it but what is queued.
     private enum State: UInt8 { case open, closeSent, closed }
     private var state = State.open
     private var closeCode: UInt16 = WebSocketCloseCode.abnormal
@@ -164,6 +166,8 @@ final class WebSocketConnection: ConnectionHandler {
     }
 
     func connectionReadEOF(_ c: TCPConnection) {
+        // Leaving, not slow: the endpoint must not take refused sends for a lag.
+        if state == .open { state = .closeSent }
         c.close(afterFlush: true)
     }
 

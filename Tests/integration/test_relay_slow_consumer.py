@@ -3,7 +3,9 @@
 
 import asyncio
 import random
+import socket
 import time
+import urllib.request
 
 import pytest
 
@@ -308,5 +310,44 @@ def test_big_frames_reach_reading_browsers(start_relay):
             await b.expect(OUTPUT, b"after%d" % k)
         await runner.send(frame(OUTPUT, b"final"))
         await b.expect(OUTPUT, b"final")
+
+    run(main(), timeout=60)
+
+
+def lags_total(relay) -> int:
+    with urllib.request.urlopen(relay.url("/metrics"), timeout=5) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith("relay_lags_total"):
+                return int(float(line.split()[-1]))
+    raise AssertionError("/metrics has no relay_lags_total")
+
+
+def test_a_browser_that_half_closes_is_not_a_slow_consumer(start_relay):
+    """A browser that stops reading, lets frames pile up in its queue (more
+    than the kernel's socket buffers hold, less than the bound), then shuts
+    down its sending side (TCP FIN, no Close frame): the relay writes what is
+    queued and closes; frames the runner sends meanwhile are not offered to
+    it, so no lag is counted (it is leaving, not slow)."""
+    relay = start_relay("--outbound-queue-bytes", str(64 << 20))
+
+    async def main():
+        pod = new_pod()
+        runner = await open_runner(relay, pod)
+        reader = await open_browser(relay, pod, ext=True, name="reader")
+        await reader.expect(POSITION)
+        raw = await asyncio.to_thread(open_raw_browser, relay, pod, rcvbuf=4096, user_id=77)
+        # 8 MiB: past what the kernel buffers towards the silent browser take.
+        for i in range(512):
+            await runner.send(frame(OUTPUT, payload(i)))
+        for i in range(512):
+            await reader.expect(OUTPUT, payload(i), timeout=10)
+        raw.sock.shutdown(socket.SHUT_WR)
+        await asyncio.sleep(0.3)
+        for i in range(512, 532):
+            await runner.send(frame(OUTPUT, payload(i)))
+        for i in range(512, 532):
+            await reader.expect(OUTPUT, payload(i), timeout=10)
+        assert await asyncio.to_thread(lags_total, relay) == 0
+        raw.sock.close()
 
     run(main(), timeout=60)
