@@ -36,6 +36,8 @@ public struct OutboundQueue: ~Copyable {
     public var limit: Int
     /// The last entry may grow by coalescing (it was queued with `coalesce`).
     private var tailCoalesces = false
+    /// Some of the first entry has been written: it must not be dropped.
+    private var headStarted = false
 
     /// Largest run coalescing builds: the bound below counts the run being
     /// written as "in progress", so runs are kept no longer than a frame
@@ -110,6 +112,7 @@ public struct OutboundQueue: ~Copyable {
         }
         bytes = 0
         tailCoalesces = false
+        headStarted = false
         freeRing()
     }
 
@@ -173,27 +176,29 @@ public struct OutboundQueue: ~Copyable {
                 slot.pointee.release()
                 head = (head + 1) & (capacity - 1)
                 count -= 1
+                headStarted = false
                 if count == 0 { tailCoalesces = false }
             } else {
                 slot.pointee.start += left
                 slot.pointee.count -= left
+                headStarted = true
                 left = 0
             }
         }
     }
 
-    /// Removes queued entries for which `drop` returns true, keeping the
-    /// first one if it is partly written (a frame must never be cut).
+    /// Removes queued entries for which `drop` returns true, except the
+    /// first one once part of it is written (a frame must never be cut).
     /// Returns how many entries were removed (a coalesced run is one entry:
     /// `drop` sees the whole run and decides for all of it).
-    public mutating func removeAll(where drop: (SlabSlice) -> Bool, keepingFirst: Bool) -> Int {
+    public mutating func removeAll(where drop: (SlabSlice) -> Bool) -> Int {
         guard count > 0 else { return 0 }
         var kept = 0
         var removed = 0
         for i in 0..<count {
             let slot = ring! + ((head + i) & (capacity - 1))
             let s = slot.pointee
-            if !(keepingFirst && i == 0) && drop(s) {
+            if !(headStarted && i == 0) && drop(s) {
                 bytes -= s.count
                 s.release()
                 removed += 1

@@ -119,10 +119,10 @@ public final class TCPConnection: Selectable, Flushable {
         }
     }
 
-    /// Drops queued slices for which `drop` is true, never the one being
+    /// Drops queued entries for which `drop` is true, never one partly
     /// written (a frame is never cut). Returns how many were dropped.
     public func dropQueued(where drop: (SlabSlice) -> Bool) -> Int {
-        outbound.removeAll(where: drop, keepingFirst: true)
+        outbound.removeAll(where: drop)
     }
 
     public func flushQueued() {

@@ -124,7 +124,7 @@ extension ReactorSuite {
         #expect(count == 5 && bytes == 61 + OutboundQueue.maxRun - 10)
         // Dropping sees a run as one entry and drops all of it.
         var seen: [Int] = []
-        let removed = q.removeAll(where: { seen.append($0.count); return $0.count == 30 }, keepingFirst: false)
+        let removed = q.removeAll(where: { seen.append($0.count); return $0.count == 30 })
         #expect(removed == 1 && seen.first == 30)
         var sink: [UInt8] = []
         _ = q.flush(iovecs: iov) { v, n in
@@ -175,10 +175,21 @@ extension ReactorSuite {
         let slab = Slab.copying([UInt8](repeating: 1, count: 30))
         defer { slab.release() }
         let w = slab.written
-        for i in 0..<3 { _ = q.enqueue(w.slice(from: i * 10, count: 10)) }
-        let removed = q.removeAll(where: { _ in true }, keepingFirst: true)
+        for i in 0..<4 { _ = q.enqueue(w.slice(from: i * 10, count: i == 3 ? 0 : 10)) }
+        // Nothing written yet: every entry may go.
+        var removed = q.removeAll(where: { $0.count == 0 })
+        #expect(removed == 1 && q.count == 3)
+        // The socket takes 4 bytes of the first entry: it stays, the rest go.
+        let r = q.flush(iovecs: iov) { _, _ in .bytes(4) }
+        #expect(r == .wouldBlock)
+        removed = q.removeAll(where: { _ in true })
         let (count, bytes) = (q.count, q.bytes)
-        #expect(removed == 2 && count == 1 && bytes == 10)
+        #expect(removed == 2 && count == 1 && bytes == 6)
+        // Once that entry is written, the next first entry may be dropped again.
+        _ = q.enqueue(w.slice(from: 20, count: 10))
+        _ = q.flush(iovecs: iov) { _, _ in .bytes(6) }
+        removed = q.removeAll(where: { _ in true })
+        #expect(removed == 1 && q.isEmpty)
         q.removeAll()
         #expect(slab.refs == 1)
     }
