@@ -36,6 +36,10 @@ public final class EventLoop: @unchecked Sendable {
     // (a job that defers another appends while `deferred` is not being iterated).
     @exclusivity(unchecked) private var dirty: [Flushable] = []
     @exclusivity(unchecked) private var deferred: [() -> Void] = []
+    // The lists being worked through; swapped with the two above so that
+    // neither is copied (and reallocated) every turn.
+    @exclusivity(unchecked) private var flushing: [Flushable] = []
+    @exclusivity(unchecked) private var running: [() -> Void] = []
     private var stopping = false
     /// The loop thread's id (0 before it runs): read by other threads in
     /// `inLoop`, hence atomic.
@@ -204,9 +208,9 @@ public final class EventLoop: @unchecked Sendable {
         // job that keeps deferring cannot starve the poll.
         var rounds = 0
         while !deferred.isEmpty && rounds < 4 {
-            let jobs = deferred
-            deferred.removeAll(keepingCapacity: true)
-            for job in jobs { job() }
+            swap(&deferred, &running)
+            for job in running { job() }
+            running.removeAll(keepingCapacity: true)
             rounds += 1
         }
     }
@@ -216,9 +220,9 @@ public final class EventLoop: @unchecked Sendable {
         // targets land in `dirty` again and are flushed in the next pass.
         var rounds = 0
         while !dirty.isEmpty && rounds < 2 {
-            let targets = dirty
-            dirty.removeAll(keepingCapacity: true)
-            for t in targets { t.flushQueued() }
+            swap(&dirty, &flushing)
+            for t in flushing { t.flushQueued() }
+            flushing.removeAll(keepingCapacity: true)
             rounds += 1
         }
     }

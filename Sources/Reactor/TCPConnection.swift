@@ -8,7 +8,9 @@ import CReactor
 /// connection is open; the connection holds its handler strongly until it
 /// closes (the handler should refer back with `unowned`).
 public final class TCPConnection: Selectable, Flushable {
-    public unowned let loop: EventLoop
+    /// The loop outlives its connections (it closes them before it goes):
+    /// unowned(unsafe), so scheduling a flush costs no reference counting.
+    public unowned(unsafe) let loop: EventLoop
     public let transport: any Transport
     public let fd: Int32
     public var handler: (any ConnectionHandler)?
