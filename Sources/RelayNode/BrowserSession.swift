@@ -52,8 +52,9 @@ final class BrowserSession: WebSocketEndpoint {
 
     /// Relay-made or catch-up frames: past the bound on purpose (the bound
     /// then holds the queue limit plus one catch-up, itself bounded by the ring).
-    func deliverForced(_ frame: SlabSlice) {
-        ws.send(frame: frame, force: true)
+    /// `replayable`: a frame of the ring, which may coalesce with its neighbours.
+    func deliverForced(_ frame: SlabSlice, replayable: Bool = false) {
+        ws.send(frame: frame, force: true, coalesce: replayable)
     }
 
     /// Relay-made frames that must arrive (0x08/0x09, Position, Gap,

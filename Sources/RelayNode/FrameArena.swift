@@ -16,39 +16,28 @@ struct FrameArena: ~Copyable {
 
     deinit { chunk?.release() }
 
-    /// A server frame `opcode`(`prefix` + `payload`), counted once for the
+    /// A binary server frame carrying `payload`, counted once for the
     /// caller: release it after queuing / storing it (which retain their own).
-    mutating func frame(opcode: WebSocketOpcode = .binary, prefix: UInt8? = nil, payload: UnsafeRawBufferPointer) -> SlabSlice {
-        let length = payload.count + (prefix == nil ? 0 : 1)
-        let headerSize = WebSocketEncoder.serverHeaderSize(payloadLength: length)
-        let size = headerSize + length
+    mutating func frame(payload: UnsafeRawBufferPointer) -> SlabSlice {
+        let headerSize = WebSocketEncoder.serverHeaderSize(payloadLength: payload.count)
+        let size = headerSize + payload.count
         let slab: Slab
         if size > Self.chunkSize / 4 {
             // Large frames get a slab of their own: no waste at chunk ends.
             slab = Slab.allocate(capacity: size)      // its one count is the caller's
-            return write(into: slab, opcode: opcode, headerSize: headerSize, prefix: prefix, payload: payload, length: length)
+        } else {
+            if chunk == nil || chunk!.capacity - chunk!.used < size {
+                chunk?.release()
+                chunk = Slab.allocate(capacity: Self.chunkSize)
+            }
+            slab = chunk!
+            slab.retain()                              // the caller's count
         }
-        if chunk == nil || chunk!.capacity - chunk!.used < size {
-            chunk?.release()
-            chunk = Slab.allocate(capacity: Self.chunkSize)
-        }
-        slab = chunk!
-        slab.retain()                                  // the caller's count
-        return write(into: slab, opcode: opcode, headerSize: headerSize, prefix: prefix, payload: payload, length: length)
-    }
-
-    private func write(into slab: Slab, opcode: WebSocketOpcode, headerSize: Int, prefix: UInt8?,
-                       payload: UnsafeRawBufferPointer, length: Int) -> SlabSlice {
         let start = slab.base + slab.used
-        WebSocketEncoder.writeServerHeader(opcode: opcode, payloadLength: length, to: start)
-        var p = start + headerSize
-        if let prefix {
-            p.storeBytes(of: prefix, as: UInt8.self)
-            p += 1
-        }
-        if payload.count > 0 { p.copyMemory(from: payload.baseAddress!, byteCount: payload.count) }
-        slab.used += headerSize + length
-        return SlabSlice(slab: Unmanaged.passUnretained(slab), start: UnsafeRawPointer(start), count: headerSize + length)
+        WebSocketEncoder.writeServerHeader(opcode: .binary, payloadLength: payload.count, to: start)
+        if payload.count > 0 { (start + headerSize).copyMemory(from: payload.baseAddress!, byteCount: payload.count) }
+        slab.used += size
+        return SlabSlice(slab: Unmanaged.passUnretained(slab), start: UnsafeRawPointer(start), count: size)
     }
 }
 

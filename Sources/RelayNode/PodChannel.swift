@@ -104,8 +104,9 @@ final class PodChannel {
         defer { frame.release() }
         counters.add(counters.framesIn, 1)
         counters.add(counters.bytesIn, payload.count)
-        var replayable = false
-        switch RelayFrameType(rawValue: type) {
+        let kind = RelayFrameType(rawValue: type)
+        let replayable = kind?.isReplayable == true
+        switch kind {
         case .snapshot?:
             snapshot?.release()
             frame.retain()
@@ -115,10 +116,9 @@ final class PodChannel {
             acpSnapshot?.release()
             frame.retain()
             acpSnapshot = frame
-        case .output?, .control?, .acpEvent?:
+        case _ where replayable:
             lastSeq &+= 1
             ring.push(seq: lastSeq, frame: frame)
-            replayable = true
         default:
             break        // forwarded, not kept (PROTOCOL.md: unknown types go on)
         }
@@ -170,12 +170,11 @@ final class PodChannel {
         browsers.remove(at: i)
         fanout.remove(at: i)
         if browsers.isEmpty && !ended {
-            if let r = runner {
+            if runner != nil {
                 keepAliveTimer = loop.schedule(afterNanoseconds: hub.settings.keepAlive) { [unowned self] in
                     keepAliveTimer = nil
                     if browsers.isEmpty { end(browserClose: RelayClose.noSubscribers) }
                 }
-                _ = r
             } else if !runnerPaired || reconnectTimer == nil {
                 end(browserClose: RelayClose.noSubscribers)
                 return
@@ -239,7 +238,7 @@ final class PodChannel {
         if let r = b.resume, b.ext {
             let first = ring.firstSeq ?? (lastSeq &+ 1)
             if r.epoch == epoch && r.seq <= lastSeq && r.seq &+ 1 >= first {
-                ring.forEach(after: r.seq) { b.deliverForced($0.frame) }
+                ring.forEach(after: r.seq) { b.deliverForced($0.frame, replayable: true) }
                 b.sendExtension(RelayEnvelope.position(epoch: epoch, seq: lastSeq))
                 return
             }
@@ -257,7 +256,7 @@ final class PodChannel {
     func catchUp(_ b: BrowserSession) {
         if let s = snapshot { b.deliverForced(s) }
         if let a = acpSnapshot { b.deliverForced(a) }
-        ring.forEach(after: snapshot == nil ? 0 : snapshotAfterSeq) { b.deliverForced($0.frame) }
+        ring.forEach(after: snapshot == nil ? 0 : snapshotAfterSeq) { b.deliverForced($0.frame, replayable: true) }
         // No Snapshot, or one whose following frames the ring no longer
         // holds: what was sent is the best available, and the runner is asked
         // for a fresh Snapshot to replace it.
