@@ -76,7 +76,7 @@ final class BusyPod {
         let elapsed = Double(MonotonicClock.now() - t0) / 1e9
         while Double(sent) < elapsed * rate {
             StampedPayload.stamp(&payload, nanos: MonotonicClock.now(), seq: sent)
-            if payload.withUnsafeBytes({ runner.send($0) }) { stats.sent.add(1, ordering: .relaxed) }
+            if payload.withUnsafeBytes({ runner.send($0) }) { LoopStats.bump(stats.sent, 1) }
             sent &+= 1
         }
         while Double(joined) < elapsed * joins { join() }

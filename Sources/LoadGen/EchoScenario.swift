@@ -65,6 +65,6 @@ final class EchoConnection {
         guard harness.running.load(ordering: .relaxed) else { return }
         StampedPayload.stamp(&payload, nanos: MonotonicClock.now(), seq: seq)
         seq &+= 1
-        if payload.withUnsafeBytes({ endpoint.send($0) }) { stats.sent.add(1, ordering: .relaxed) }
+        if payload.withUnsafeBytes({ endpoint.send($0) }) { LoopStats.bump(stats.sent, 1) }
     }
 }

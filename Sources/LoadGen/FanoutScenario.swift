@@ -178,7 +178,7 @@ final class FanoutPod {
         guard let (stamp, seq) = StampedPayload.read(bytes) else {
             // The relay's Lagged notice (subscribers ask for extension frames).
             if bytes.first == RelayFrameType.lagged.rawValue {
-                statsRef._withUnsafeGuaranteedRef { $0.lags.add(1, ordering: .relaxed) }
+                statsRef._withUnsafeGuaranteedRef { LoopStats.bump($0.lags, 1) }
             }
             return
         }

@@ -80,7 +80,7 @@ final class TypingPod {
         while sent < due {
             StampedPayload.stamp(&keystroke, nanos: schedule.intended(sent), seq: sent)
             let typist = typists[Int(sent % UInt64(typists.count))]
-            if keystroke.withUnsafeBytes({ typist.send($0) }) { stats.sent.add(1, ordering: .relaxed) }
+            if keystroke.withUnsafeBytes({ typist.send($0) }) { LoopStats.bump(stats.sent, 1) }
             sent &+= 1
         }
         loop.schedule(afterNanoseconds: schedule.wait(sent: sent, now: now)) { [weak self] in self?.tick() }

@@ -6,10 +6,10 @@ import Synchronization
 /// Ownership: counting is loop-local. Every `SlabSlice` that is kept counts
 /// once in `refs`, a plain `Int` touched only by the loop that owns the slab;
 /// together those slices hold a single ARC reference, dropped when `refs`
-/// reaches zero. Another loop gets its own `Slab` object through
-/// `makeView()`: the view counts its slices on its own loop and holds one ARC
-/// reference to the origin (the only atomic operation per loop per batch).
-/// Hot paths therefore pay a plain increment per subscriber, never an atomic.
+/// reaches zero. Hot paths therefore pay a plain increment per subscriber,
+/// never an atomic. A slab never crosses loops: the relay hands each
+/// connection to its pod's loop before its first WebSocket byte, so a pod's
+/// frames and every queue holding them live on one loop.
 public final class Slab {
     /// First byte of the block.
     public let base: UnsafeMutableRawPointer
@@ -21,27 +21,15 @@ public final class Slab {
     /// once per queued slice: a plain increment, no runtime exclusivity check
     /// (which cost a quarter of the relay's user time in fan-out).
     @exclusivity(unchecked) public private(set) var refs: Int = 1
-    /// For a view: the slab whose memory this is (kept alive by ARC).
-    private let origin: Slab?
 
     private init(capacity: Int) {
         base = UnsafeMutableRawPointer.allocate(byteCount: max(capacity, 1), alignment: 16)
         self.capacity = capacity
-        origin = nil
     }
 
-    private init(viewOf origin: Slab) {
-        base = origin.base
-        capacity = origin.capacity
-        used = origin.used
-        self.origin = origin
-    }
+    deinit { base.deallocate() }
 
-    deinit {
-        if origin == nil { base.deallocate() }
-    }
-
-    /// Slabs allocated so far in this process (views included), for
+    /// Slabs allocated so far in this process, for
     /// /metrics and the zero-copy test: fan-out must not grow it per
     /// subscriber. One relaxed atomic add per slab, never per slice.
     public static let allocations = Atomic<Int>(0)
@@ -51,13 +39,8 @@ public final class Slab {
     /// between them, so the slab outlives the caller's variable as long as
     /// any slice counts.
     public static func allocate(capacity: Int) -> Slab {
-        counted(Slab(capacity: capacity))
-    }
-
-    private static func counted(_ s: Slab) -> Slab {
         allocations.add(1, ordering: .relaxed)
-        _ = Unmanaged.passRetained(s)    // balanced by the last release()
-        return s
+        return Unmanaged.passRetained(Slab(capacity: capacity)).takeUnretainedValue()  // the +1 is balanced by the last release()
     }
 
     /// A slab holding a copy of `bytes`; one counted reference (the caller's).
@@ -75,19 +58,11 @@ public final class Slab {
         bytes.withUnsafeBytes { copying($0) }
     }
 
-    /// The same memory for use on another loop, with its own loop-local count
-    /// (one counted reference, the caller's). Create it on the origin's loop or
-    /// while the origin is otherwise kept alive.
-    public func makeView() -> Slab {
-        Slab.counted(Slab(viewOf: origin ?? self))
-    }
-
     /// Count one more reference. Loop-local: never call from another thread.
     @inline(__always)
     public func retain() { refs &+= 1 }
 
-    /// Drop one counted reference; the last one frees the slab (or, for a
-    /// view, drops its hold on the origin).
+    /// Drop one counted reference; the last one frees the slab.
     @inline(__always)
     public func release() {
         refs &-= 1
@@ -128,12 +103,5 @@ public struct SlabSlice {
     public func slice(from offset: Int, count: Int) -> SlabSlice {
         precondition(offset >= 0 && count >= 0 && offset + count <= self.count, "slice out of range")
         return SlabSlice(slab: slab, start: start + offset, count: count)
-    }
-
-    /// The same bytes in a view of the slab for another loop: a new slice
-    /// counted once in that view.
-    public func forAnotherLoop() -> SlabSlice {
-        let view = slab._withUnsafeGuaranteedRef { $0.makeView() }
-        return SlabSlice(slab: Unmanaged.passUnretained(view), start: start, count: count)
     }
 }

@@ -47,8 +47,6 @@ public final class WebSocketClient: ConnectionHandler {
     // A method, not a public property: another module reading the property
     // directly would check exclusivity on every message.
     public var lastReadNanos: UInt64 { readNanos }
-    /// Free for the owner.
-    public var tag = 0
 
     private init(url: WebSocketURL, headers: [(String, String)], maxMessageSize: Int) {
         self.url = url

@@ -136,7 +136,7 @@ final class RelayServer: @unchecked Sendable {
         return .upgrade(on: hub.loop, maxMessageSize: settings.maxMessageSize, makeEndpoint: {
             let pod = hub.pod(identity.podKey)
             switch role {
-            case .runner: return RunnerSession(pod: pod, identity: identity, ext: ext)
+            case .runner: return RunnerSession(pod: pod, ext: ext)
             case .browser: return BrowserSession(pod: pod, identity: identity, ext: ext, resume: resumePoint)
             }
         })

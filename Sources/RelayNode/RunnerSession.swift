@@ -14,7 +14,7 @@ final class RunnerSession: WebSocketEndpoint {
     /// Set when the pod let go of this runner (replaced, or the pod ended).
     var detached = false
 
-    init(pod: PodChannel, identity: Identity, ext: Bool) {
+    init(pod: PodChannel, ext: Bool) {
         self.pod = pod
         self.ext = ext
     }

@@ -26,23 +26,6 @@ extension ReactorSuite {
         #expect(watch.slab == nil)
     }
 
-    @Test func aViewForAnotherLoopKeepsTheOriginAlive() {
-        let watch = Watch()
-        let view: SlabSlice
-        do {
-            let u = Slab.copying([9, 8, 7])
-            watch.slab = u
-            view = u.written.forAnotherLoop()
-            #expect(view.slab.takeUnretainedValue() !== watch.slab)
-            #expect(view.start == UnsafeRawPointer(watch.slab!.base))
-            u.release()
-        }
-        #expect(watch.slab != nil)       // held by the view's ARC reference
-        #expect(Array(view.bytes) == [9, 8, 7])
-        view.release()
-        #expect(watch.slab == nil)
-    }
-
     @Test func readBufferRewindsWhenNothingWasKept() {
         let rb = ReadBuffer(slabSize: 1024, minimumFree: 256)
         let s1 = rb.prepare()
