@@ -3,13 +3,13 @@ import PackageDescription
 
 let package = Package(
     name: "relay",
-    platforms: [.macOS(.v15)],
     products: [
-        .executable(name: "relay", targets: ["RelayNode"]),
+        .executable(name: "relay", targets: ["RelayCLI"]),
         .executable(name: "loadgen", targets: ["LoadGen"]),
         .library(name: "Reactor", targets: ["Reactor"]),
         .library(name: "Framing", targets: ["Framing"]),
         .library(name: "RelayClient", targets: ["RelayClient"]),
+        .library(name: "RelayNode", targets: ["RelayNode"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -35,11 +35,18 @@ let package = Package(
         .target(name: "CPTY"),
         // Client-side WebSocket on the Reactor: `relay attach` and `loadgen`.
         .target(name: "RelayClient", dependencies: ["Reactor", "Framing"]),
-        .executableTarget(name: "RelayNode", dependencies: [
-            "Reactor", "Framing", "RelayClient", "CPTY",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        // The relay as a library: pods, sessions, replay, liveness, the
+        // server side of HTTP/1 and WebSocket, routing, settings, admin.
+        .target(name: "RelayNode", dependencies: [
+            "Reactor", "Framing",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Yams", package: "Yams"),
+        ]),
+        // The `relay` executable: command line, dev mode's demo runner, `relay attach`.
+        .executableTarget(name: "RelayCLI", dependencies: [
+            "RelayNode", "Reactor", "Framing", "RelayClient", "CPTY",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "LoadGen", dependencies: [
             "Reactor", "Framing", "RelayClient",
@@ -48,6 +55,9 @@ let package = Package(
         ]),
         .testTarget(name: "ReactorTests", dependencies: ["Reactor"]),
         .testTarget(name: "FramingTests", dependencies: ["Framing"]),
+        .testTarget(name: "RelayNodeTests", dependencies: [
+            "RelayNode", "Reactor", "Framing", .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "LoadGenTests", dependencies: ["LoadGen", .product(name: "Histogram", package: "hdrhistogram-swift")]),
     ],
     swiftLanguageModes: [.v6]

@@ -25,6 +25,8 @@ public final class EventLoop: @unchecked Sendable {
     private struct Registration {
         var handler: Selectable?
         var generation: UInt32 = 0
+        /// The epoll bits asked for (what `EmbeddedEventLoop` may deliver).
+        var interest: UInt32 = 0
     }
     /// Indexed by fd. The generation is packed beside the fd in epoll's data
     /// so that an event for a closed-and-reused fd is recognised and dropped.
@@ -56,9 +58,12 @@ public final class EventLoop: @unchecked Sendable {
     /// Turn statistics for metrics, read from other threads (relaxed).
     public let turns = Atomic<UInt64>(0)
     public let busyNanos = Atomic<UInt64>(0)
+    /// Where time comes from: nil for CLOCK_MONOTONIC, or a clock that tests move.
+    public let virtualClock: VirtualClock?
 
-    public init(index: Int = 0) throws(SystemError) {
+    public init(index: Int = 0, clock: VirtualClock? = nil) throws(SystemError) {
         self.index = index
+        virtualClock = clock
         epfd = creactor_epoll_create()
         if epfd < 0 { throw SystemError("epoll_create1") }
         do {
@@ -78,6 +83,13 @@ public final class EventLoop: @unchecked Sendable {
         iovecs.deallocate()
     }
 
+    /// The loop's time (monotonic ns, or the virtual clock's).
+    @inline(__always)
+    public func now() -> UInt64 {
+        if let virtualClock { return virtualClock.now }
+        return MonotonicClock.now()
+    }
+
     /// True on the loop's own thread.
     public var inLoop: Bool {
         threadID.load(ordering: .relaxed) == UInt(pthread_self())
@@ -91,7 +103,7 @@ public final class EventLoop: @unchecked Sendable {
             registrations.append(contentsOf: repeatElement(Registration(), count: max(i + 1, registrations.count * 2) - registrations.count))
         }
         generation &+= 1
-        registrations[i] = Registration(handler: handler, generation: generation)
+        registrations[i] = Registration(handler: handler, generation: generation, interest: events)
         if creactor_epoll_add(epfd, fd, events, Self.pack(fd, generation)) != 0 {
             let e = SystemError("epoll_ctl(ADD)")
             registrations[i] = Registration()
@@ -100,8 +112,21 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     public func modify(fd: Int32, events: UInt32) {
+        registrations[Int(fd)].interest = events
         let r = registrations[Int(fd)]
         _ = creactor_epoll_mod(epfd, fd, events, Self.pack(fd, r.generation))
+    }
+
+    /// Hands `ready` to `fd`'s handler, as far as it asked for them: how
+    /// `EmbeddedEventLoop` delivers the readiness of in-memory transports.
+    /// Returns whether anything was delivered.
+    func deliver(ready: UInt32, to fd: Int32) -> Bool {
+        guard fd >= 0, Int(fd) < registrations.count, let handler = registrations[Int(fd)].handler else { return false }
+        // Like epoll: errors and hang-ups are reported whatever was asked for.
+        let events = ready & (registrations[Int(fd)].interest | CREACTOR_EPOLLERR | CREACTOR_EPOLLHUP)
+        guard events != 0 else { return false }
+        handler.handleEvents(events)
+        return true
     }
 
     /// Forgets `fd`; call before closing it. Returns the handler the table
@@ -141,7 +166,7 @@ public final class EventLoop: @unchecked Sendable {
     @discardableResult
     public func schedule(afterNanoseconds nanoseconds: UInt64, _ body: @escaping () -> Void) -> LoopTimer {
         timerSequence &+= 1
-        let t = LoopTimer(deadline: MonotonicClock.now() &+ nanoseconds, sequence: timerSequence, loop: self, body: body)
+        let t = LoopTimer(deadline: now() &+ nanoseconds, sequence: timerSequence, loop: self, body: body)
         timers.insert(t)
         return t
     }
@@ -163,68 +188,96 @@ public final class EventLoop: @unchecked Sendable {
     public func run() {
         threadID.store(UInt(pthread_self()), ordering: .relaxed)
         while !stopping {
-            let n = creactor_epoll_wait(epfd, events, Int32(Self.maxEvents), pollTimeout())
-            turnStart = MonotonicClock.now()
-            for i in 0..<Int(max(n, 0)) {
-                let ev = events[i]
-                let fd = Int(UInt32(truncatingIfNeeded: ev.data))
-                let gen = UInt32(truncatingIfNeeded: ev.data >> 32)
-                guard fd < registrations.count, registrations[fd].generation == gen,
-                      let handler = registrations[fd].handler else { continue }
-                handler.handleEvents(ev.events)
-            }
-            runExpiredTimers()
-            runDeferred()
-            flushDirty()
-            turns.add(1, ordering: .relaxed)
-            busyNanos.add(MonotonicClock.now() &- turnStart, ordering: .relaxed)
+            _ = runTurn(timeout: pollTimeout())
         }
         closeEverything()
     }
+
+    /// One turn: wait for events (up to `timeout` ns; -1 forever), handle
+    /// them, then expired timers, deferred jobs, and the flush of everything
+    /// written during the turn. Returns how many events, timers, jobs and
+    /// flushes it handled (`EmbeddedEventLoop` runs turns until one does none).
+    func runTurn(timeout: Int64, extraEvents: () -> Int = { 0 }) -> Int {
+        let n = Int(max(creactor_epoll_wait(epfd, events, Int32(Self.maxEvents), timeout), 0))
+        let started = MonotonicClock.now()
+        turnStart = virtualClock?.now ?? started
+        for i in 0..<n {
+            let ev = events[i]
+            let fd = Int(UInt32(truncatingIfNeeded: ev.data))
+            let gen = UInt32(truncatingIfNeeded: ev.data >> 32)
+            guard fd < registrations.count, registrations[fd].generation == gen,
+                  let handler = registrations[fd].handler else { continue }
+            handler.handleEvents(ev.events)
+        }
+        var work = n + extraEvents()
+        work += runExpiredTimers()
+        work += runDeferred()
+        work += flushDirty()
+        turns.add(1, ordering: .relaxed)
+        busyNanos.add(MonotonicClock.now() &- started, ordering: .relaxed)
+        return work
+    }
+
+    /// Embedded use: the calling thread becomes the loop's thread.
+    func adoptCallingThread() {
+        threadID.store(UInt(pthread_self()), ordering: .relaxed)
+    }
+
+    /// Deadline of the earliest timer, if any.
+    var nextTimerDeadline: UInt64? { timers.first?.deadline }
+
+    var isStopping: Bool { stopping }
 
     /// Nanoseconds epoll may sleep: 0 with work pending, until the next
     /// timer, or forever (-1).
     private func pollTimeout() -> Int64 {
         if !deferred.isEmpty || !dirty.isEmpty { return 0 }
         guard let next = timers.first else { return -1 }
-        let now = MonotonicClock.now()
+        let now = now()
         if next.deadline <= now { return 0 }
         return Int64(min(next.deadline - now, UInt64(Int64.max)))
     }
 
-    private func runExpiredTimers() {
-        guard !timers.isEmpty else { return }
-        let now = MonotonicClock.now()
+    private func runExpiredTimers() -> Int {
+        guard !timers.isEmpty else { return 0 }
+        let now = now()
+        var fired = 0
         while let t = timers.first, t.deadline <= now {
             _ = timers.popFirst()
             let body = t.body
             t.body = nil
             body?()
+            fired += 1
         }
+        return fired
     }
 
-    private func runDeferred() {
+    private func runDeferred() -> Int {
         // Jobs deferred by these jobs run in the next pass of this loop, so a
         // job that keeps deferring cannot starve the poll.
-        var rounds = 0
+        var rounds = 0, ran = 0
         while !deferred.isEmpty && rounds < 4 {
             swap(&deferred, &running)
             for job in running { job() }
+            ran += running.count
             running.removeAll(keepingCapacity: true)
             rounds += 1
         }
+        return ran
     }
 
-    private func flushDirty() {
+    private func flushDirty() -> Int {
         // A flush can make a handler queue more (e.g. after a drain): those
         // targets land in `dirty` again and are flushed in the next pass.
-        var rounds = 0
+        var rounds = 0, flushed = 0
         while !dirty.isEmpty && rounds < 2 {
             swap(&dirty, &flushing)
             for t in flushing { t.flushQueued() }
+            flushed += flushing.count
             flushing.removeAll(keepingCapacity: true)
             rounds += 1
         }
+        return flushed
     }
 
     /// Loop thread: SIGINT, SIGTERM and SIGHUP arrive here (signalfd) instead
@@ -244,7 +297,7 @@ public final class EventLoop: @unchecked Sendable {
         mailbox.drain { job in job() }
     }
 
-    private func closeEverything() {
+    func closeEverything() {
         mailbox.close()
         for i in registrations.indices {
             guard let h = registrations[i].handler else { continue }

@@ -29,15 +29,17 @@ public final class Mailbox<Item: Sendable>: @unchecked Sendable {
     /// (the item is dropped).
     @discardableResult
     public func post(_ item: Item) -> Bool {
-        let signal: Bool? = state.withLock { s in
-            if s.closed { return nil }
+        // The eventfd is signalled under the lock: `close()` takes the same
+        // lock before closing it, so a post can never write to a closed
+        // descriptor (or to another file that reused its number). Only the
+        // post that finds the queue empty signals: one write per batch.
+        state.withLock { s in
+            if s.closed { return false }
             let wasEmpty = s.items.isEmpty
             s.items.append(item)
-            return wasEmpty
+            if wasEmpty { _ = creactor_eventfd_signal(eventFD) }
+            return true
         }
-        guard let signal else { return false }
-        if signal { _ = creactor_eventfd_signal(eventFD) }
-        return true
     }
 
     /// Consumer: takes everything posted so far and hands it to `body` in order.
@@ -58,12 +60,15 @@ public final class Mailbox<Item: Sendable>: @unchecked Sendable {
 
     /// Stops accepting items, drops what is queued and closes the eventfd.
     public func close() {
-        let fd: Int32? = state.withLock { s in
-            if s.closed { return nil }
+        // Closed under the lock, so no post is between its check and its signal.
+        let dropped: [Item] = state.withLock { s in
+            if s.closed { return [] }
             s.closed = true
+            _ = Glibc.close(eventFD)
+            let items = s.items
             s.items.removeAll()
-            return eventFD
+            return items
         }
-        if let fd { _ = Glibc.close(fd) }
+        _ = dropped        // released outside the lock: their deinits may post
     }
 }

@@ -1,12 +1,41 @@
 import Glibc
 import CReactor
 
-/// A nonblocking stream socket on one loop, with a bounded outbound queue
-/// flushed once per loop turn (cork) and one read per readiness event.
+/// A nonblocking stream on one loop, with a bounded outbound queue flushed
+/// once per loop turn (cork) and one read per readiness event.
 ///
 /// Ownership: the loop's fd table holds the one strong reference while the
 /// connection is open; the connection holds its handler strongly until it
 /// closes (the handler should refer back with `unowned`).
+///
+/// Lifecycle (`Phase`), every transition there is; anything else is ignored
+/// (a second close, a shutdown after close):
+///
+/// | from                          | on                                   | to                                  |
+/// |-------------------------------|--------------------------------------|-------------------------------------|
+/// | connecting                    | connect completes                    | open                                |
+/// | connecting                    | connect fails                        | closed                              |
+/// | open                          | `shutdownWrite()`, queue empty       | writeShut (FIN sent)                |
+/// | open                          | `shutdownWrite()`, queue not empty   | shutdownAfterFlush                  |
+/// | shutdownAfterFlush            | queue drained                        | writeShut (FIN sent)                |
+/// | open, shutdownAfterFlush,     | `close(afterFlush: true)`,           | closeAfterFlush                     |
+/// |   writeShut                   |   queue not empty                    |                                     |
+/// | closeAfterFlush               | queue drained                        | lingering, or closed if peer's FIN  |
+/// | open, shutdownAfterFlush,     | `close(afterFlush: true)`,           | lingering, or closed if peer's FIN  |
+/// |   writeShut                   |   queue empty                        |                                     |
+/// | lingering                     | peer's FIN, read error, linger time  | closed                              |
+/// | any but closed                | `close()`, write or read error       | closed                              |
+///
+/// Lingering close: closing a socket with unread input makes the kernel send
+/// RST, and the peer may then lose what was sent last (a Close frame, an
+/// error response). So a graceful close sends FIN, then reads and discards
+/// the peer's input until its FIN, for at most `lingerTimeout`. The handler
+/// hears `connectionClosed` when the lingering starts: it is done with the
+/// connection then, whatever the peer still sends.
+///
+/// Besides the phase, four independent conditions: the owner paused reading
+/// (backpressure), the peer's FIN was read, the socket is full (EPOLLOUT
+/// armed), and the owner asked to hear when the queue drains.
 public final class TCPConnection: Selectable, Flushable {
     /// The loop outlives its connections (it closes them before it goes):
     /// unowned(unsafe), so scheduling a flush costs no reference counting.
@@ -18,33 +47,46 @@ public final class TCPConnection: Selectable, Flushable {
     /// Touched only on the loop thread and never re-entered (flush calls out
     /// only to the transport): no runtime exclusivity check on the hot path.
     @exclusivity(unchecked) private var outbound: OutboundQueue
-    private enum State { case connecting, open, closed }
-    private var state: State
+
+    enum Phase: UInt8 {
+        case connecting, open, shutdownAfterFlush, writeShut, closeAfterFlush, lingering, closed
+        /// Bytes may still be queued.
+        var acceptsWrites: Bool { self == .open }
+        /// The peer's bytes go to the handler.
+        var deliversReads: Bool { self == .open || self == .shutdownAfterFlush || self == .writeShut }
+    }
+    private(set) var phase: Phase
     private var interest: UInt32 = 0
     private var flushScheduled = false
     private var awaitingWritable = false
     private var readPaused = false
     public private(set) var readEOF = false
-    private var closeAfterFlush = false
-    private var shutdownAfterFlush = false
     private var notifyOnDrain = false
+    private var lingerTimer: LoopTimer?
 
     /// Largest single read (bytes), so one busy peer cannot take a whole slab.
     public static let maxRead = 64 * 1024
+    /// How long a lingering close waits for the peer's FIN.
+    public var lingerTimeout: UInt64 = 2_000_000_000
 
     private init(loop: EventLoop, transport: any Transport, connecting: Bool, outboundLimit: Int) {
         self.loop = loop
         self.transport = transport
         fd = transport.fd
         outbound = OutboundQueue(limit: outboundLimit)
-        state = connecting ? .connecting : .open
+        phase = connecting ? .connecting : .open
     }
 
     /// Adopts an accepted (or otherwise connected) nonblocking socket.
     public static func adopt(fd: Int32, on loop: EventLoop, outboundLimit: Int = 1 << 20) throws(SystemError) -> TCPConnection {
-        let c = TCPConnection(loop: loop, transport: PlainTransport(fd: fd), connecting: false, outboundLimit: outboundLimit)
+        try adopt(transport: PlainTransport(fd: fd), on: loop, outboundLimit: outboundLimit)
+    }
+
+    /// Adopts a connected transport (a socket, or an in-memory one in tests).
+    public static func adopt(transport: any Transport, on loop: EventLoop, outboundLimit: Int = 1 << 20) throws(SystemError) -> TCPConnection {
+        let c = TCPConnection(loop: loop, transport: transport, connecting: false, outboundLimit: outboundLimit)
         c.interest = CREACTOR_EPOLLIN | CREACTOR_EPOLLRDHUP
-        try loop.register(fd: fd, events: c.interest, handler: c)
+        try loop.register(fd: c.fd, events: c.interest, handler: c)
         return c
     }
 
@@ -67,7 +109,7 @@ public final class TCPConnection: Selectable, Flushable {
         return c
     }
 
-    public var isOpen: Bool { state != .closed }
+    public var isOpen: Bool { phase != .closed }
     public var queuedBytes: Int { outbound.bytes }
     public var outboundLimit: Int {
         get { outbound.limit }
@@ -83,7 +125,7 @@ public final class TCPConnection: Selectable, Flushable {
     /// `coalesce`: see `OutboundQueue.enqueue`.
     @discardableResult
     public func enqueue(_ slice: SlabSlice, force: Bool = false, coalesce: Bool = false) -> Bool {
-        guard state != .closed && !closeAfterFlush && !shutdownAfterFlush else { return false }
+        guard phase.acceptsWrites else { return false }
         guard outbound.enqueue(slice, force: force, coalesce: coalesce) else {
             notifyOnDrain = true
             return false
@@ -111,9 +153,9 @@ public final class TCPConnection: Selectable, Flushable {
     /// Ask for `connectionDrained` the next time the queue empties.
     public func notifyWhenDrained() {
         notifyOnDrain = true
-        if outbound.isEmpty && state == .open {
+        if outbound.isEmpty && phase == .open {
             loop.runLater { [self] in
-                if notifyOnDrain && outbound.isEmpty && state == .open {
+                if notifyOnDrain && outbound.isEmpty && phase == .open {
                     notifyOnDrain = false
                     handler?.connectionDrained(self)
                 }
@@ -129,7 +171,7 @@ public final class TCPConnection: Selectable, Flushable {
 
     public func flushQueued() {
         flushScheduled = false
-        guard state == .open, !awaitingWritable else { return }
+        guard phase != .closed, phase != .connecting, !awaitingWritable else { return }
         flush()
     }
 
@@ -141,17 +183,17 @@ public final class TCPConnection: Selectable, Flushable {
                 awaitingWritable = false
                 updateInterest()
             }
-            if closeAfterFlush {
-                close()
-            } else {
-                if shutdownAfterFlush {
-                    shutdownAfterFlush = false
-                    transport.shutdownWrite()
-                }
-                if notifyOnDrain {
-                    notifyOnDrain = false
-                    handler?.connectionDrained(self)
-                }
+            switch phase {
+            case .closeAfterFlush:
+                finishWriting()
+            case .shutdownAfterFlush:
+                phase = .writeShut
+                transport.shutdownWrite()
+                drained()
+            case .open, .writeShut:
+                drained()
+            case .connecting, .lingering, .closed:
+                break
             }
         case .wouldBlock:
             if !awaitingWritable {
@@ -160,6 +202,13 @@ public final class TCPConnection: Selectable, Flushable {
             }
         case .failed(let e):
             close(error: e)
+        }
+    }
+
+    private func drained() {
+        if notifyOnDrain {
+            notifyOnDrain = false
+            handler?.connectionDrained(self)
         }
     }
 
@@ -186,12 +235,18 @@ public final class TCPConnection: Selectable, Flushable {
         let room = min(slab.capacity - slab.used, Self.maxRead)
         switch transport.read(into: UnsafeMutableRawBufferPointer(start: start, count: room)) {
         case .bytes(let n):
+            // Lingering: the bytes are read only so the close is not a reset.
+            guard phase != .lingering else { return }
             slab.used += n
             handler?.connectionRead(self, SlabSlice(slab: Unmanaged.passUnretained(slab), start: UnsafeRawPointer(start), count: n))
         case .wouldBlock:
             break
         case .eof:
             readEOF = true
+            if phase == .lingering {
+                close()
+                return
+            }
             updateInterest()
             handler?.connectionReadEOF(self)
         case .error(let e):
@@ -202,13 +257,13 @@ public final class TCPConnection: Selectable, Flushable {
     // MARK: Events
 
     public func handleEvents(_ events: UInt32) {
-        if state == .connecting {
+        if phase == .connecting {
             let e = Socket.pendingError(fd)
             if e != 0 {
                 close(error: SystemError("connect", code: e))
                 return
             }
-            state = .open
+            phase = .open
             updateInterest()
             handler?.connectionConnected(self)
             return
@@ -218,8 +273,9 @@ public final class TCPConnection: Selectable, Flushable {
             flush()
             if !awaitingWritable { updateInterest() }
         }
-        guard state == .open else { return }
-        if events & (CREACTOR_EPOLLIN | CREACTOR_EPOLLRDHUP | CREACTOR_EPOLLHUP | CREACTOR_EPOLLERR) != 0 && !readPaused && !readEOF {
+        guard phase != .closed else { return }
+        let readable = events & (CREACTOR_EPOLLIN | CREACTOR_EPOLLRDHUP | CREACTOR_EPOLLHUP | CREACTOR_EPOLLERR) != 0
+        if readable && wantsRead {
             readOnce()
         } else if events & CREACTOR_EPOLLERR != 0 {
             close(error: SystemError("socket", code: Socket.pendingError(fd)))
@@ -229,13 +285,20 @@ public final class TCPConnection: Selectable, Flushable {
         }
     }
 
+    /// Reading is wanted: the handler's (unless paused), or a lingering close's.
+    private var wantsRead: Bool {
+        if readEOF { return false }
+        if phase == .lingering { return true }
+        return phase.deliversReads && !readPaused
+    }
+
     private func updateInterest() {
-        guard state != .closed else { return }
+        guard phase != .closed else { return }
         var wanted: UInt32 = 0
-        if state == .connecting {
+        if phase == .connecting {
             wanted = CREACTOR_EPOLLOUT
         } else {
-            if !readPaused && !readEOF && !closeAfterFlush { wanted |= CREACTOR_EPOLLIN | CREACTOR_EPOLLRDHUP }
+            if wantsRead { wanted |= CREACTOR_EPOLLIN | CREACTOR_EPOLLRDHUP }
             if awaitingWritable { wanted |= CREACTOR_EPOLLOUT }
         }
         if wanted != interest {
@@ -248,52 +311,89 @@ public final class TCPConnection: Selectable, Flushable {
 
     /// Sends FIN once everything queued is written; reading goes on.
     public func shutdownWrite() {
-        guard state == .open else { return }
-        if outbound.isEmpty { transport.shutdownWrite() } else { shutdownAfterFlush = true }
+        guard phase == .open else { return }
+        if outbound.isEmpty {
+            phase = .writeShut
+            transport.shutdownWrite()
+        } else {
+            phase = .shutdownAfterFlush
+        }
     }
 
-    /// Closes now, or, with `afterFlush`, once everything queued is written
-    /// (reading stops at once).
+    /// Closes now, or, with `afterFlush`, gracefully: nothing more is
+    /// queued, what is queued is written, then FIN and a lingering close
+    /// (input is no longer delivered from here on).
     public func close(afterFlush: Bool) {
-        guard state != .closed else { return }
-        if afterFlush && !outbound.isEmpty && state == .open {
-            closeAfterFlush = true
-            updateInterest()
-            if !flushScheduled && !awaitingWritable {
-                flushScheduled = true
-                loop.scheduleFlush(self)
+        guard afterFlush else { close(); return }
+        switch phase {
+        case .open, .shutdownAfterFlush, .writeShut:
+            if outbound.isEmpty {
+                finishWriting()
+            } else {
+                phase = .closeAfterFlush
+                updateInterest()
+                if !flushScheduled && !awaitingWritable {
+                    flushScheduled = true
+                    loop.scheduleFlush(self)
+                }
             }
-        } else {
+        case .connecting:
+            close()
+        case .closeAfterFlush, .lingering, .closed:
+            break
+        }
+    }
+
+    /// Everything is written: FIN, then linger until the peer's FIN. For the
+    /// handler the connection is closed from here on (it hears
+    /// `connectionClosed` now); the lingering is the transport's business.
+    private func finishWriting() {
+        if readEOF {
+            close()
+            return
+        }
+        if phase != .writeShut { transport.shutdownWrite() }
+        phase = .lingering
+        updateInterest()
+        releaseHandler(error: nil)
+        lingerTimer = loop.schedule(afterNanoseconds: lingerTimeout) { [unowned self] in
+            lingerTimer = nil
             close()
         }
     }
 
     /// Closes now: queued bytes are dropped; the handler hears `connectionClosed`.
     public func close(error: SystemError? = nil) {
-        guard state != .closed else { return }
-        state = .closed
+        guard phase != .closed else { return }
+        phase = .closed
+        lingerTimer?.cancel()
+        lingerTimer = nil
         // The fd table held the owning reference: keep self alive until done.
         let owner = loop.deregister(fd: fd)
         withExtendedLifetime(owner) {
             transport.close()
             outbound.removeAll()
-            let h = handler
-            handler = nil
-            h?.connectionClosed(self, error: error)
+            releaseHandler(error: error)
         }
+    }
+
+    private func releaseHandler(error: SystemError?) {
+        let h = handler
+        handler = nil
+        h?.connectionClosed(self, error: error)
     }
 
     public func loopWillClose() { close() }
 
-    /// Hands the socket over: the connection leaves this loop without
-    /// closing its descriptor, which the caller adopts on another loop
-    /// (`adopt(fd:on:)`). Only before anything is queued; nil otherwise.
-    /// The handler is dropped without a `connectionClosed`.
-    public func detach() -> Int32? {
-        guard state == .open, outbound.isEmpty, !closeAfterFlush else { return nil }
-        state = .closed
+    /// Hands the stream over: the connection leaves this loop without
+    /// closing its transport, which the caller adopts on another loop
+    /// (`adopt(transport:on:)`). Only while open with nothing queued; nil
+    /// otherwise. The handler is dropped without a `connectionClosed`.
+    public func detach() -> (any Transport)? {
+        guard phase == .open, outbound.isEmpty else { return nil }
+        phase = .closed
         loop.deregister(fd: fd)
         handler = nil
-        return fd
+        return transport
     }
 }

@@ -15,7 +15,7 @@ final class LivenessMonitor: @unchecked Sendable {
     private var members: [Unmanaged<WebSocketConnection>] = []
     private var timer: LoopTimer?
 
-    init(loop: EventLoop, interval: UInt64, closeTimeout: UInt64 = WebSocketSettings().closeTimeout) {
+    init(loop: EventLoop, interval: UInt64, closeTimeout: UInt64) {
         self.loop = loop
         self.interval = interval
         self.closeTimeout = closeTimeout
@@ -53,7 +53,7 @@ final class LivenessMonitor: @unchecked Sendable {
 
     private func sweep() {
         timer = nil
-        let now = MonotonicClock.now()
+        let now = loop.now()
         // Backwards: a connection that closes here swap-removes itself, and
         // what moves into its slot has already been visited.
         var i = members.count - 1

@@ -7,7 +7,10 @@ import Framing
 final class RelayServer: @unchecked Sendable {
     let settings: RelaySettings
     let logger: Logger
-    let group: EventLoopGroup
+    /// The threads, when this server runs its own (nil when it was given
+    /// loops, e.g. an `EmbeddedEventLoop`'s in tests).
+    let group: EventLoopGroup?
+    let loops: [EventLoop]
     private(set) var port = 0
     /// Set when the relay stops taking new work (SIGTERM): /health answers 503.
     private let draining = AtomicFlag()
@@ -19,32 +22,42 @@ final class RelayServer: @unchecked Sendable {
 
     let webPage: WebPage
 
-    init(settings: RelaySettings, logger: Logger, webPage: WebPage) throws {
+    /// A server on `loops`, or on a group of `settings.loops` threads of its own.
+    init(settings: RelaySettings, logger: Logger, webPage: WebPage, loops: [EventLoop]? = nil) throws {
         self.settings = settings
         self.webPage = webPage
         self.logger = logger
-        group = try EventLoopGroup(loopCount: settings.loops)
-        let pods = PodSettings(
-            maxBrowsers: settings.maxBrowsersPerPod, runnerReconnectTimeout: settings.runnerReconnectTimeout,
-            pendingTimeout: settings.pendingConnectionTimeout, keepAlive: settings.keepAliveDuration,
-            replayRingBytes: settings.replayRingBytes, heldInputBytes: settings.heldInputBytes)
-        hubs = group.loops.map { PodHub(loop: $0, settings: pods, counters: RelayCounters(), logger: logger) }
+        if let loops {
+            group = nil
+            self.loops = loops
+        } else {
+            let group = try EventLoopGroup(loopCount: settings.loops)
+            self.group = group
+            self.loops = group.loops
+        }
+        let pods = settings.podSettings
+        hubs = self.loops.map { PodHub(loop: $0, settings: pods, counters: RelayCounters(), logger: logger) }
         authenticator = TokenAuthenticator(secrets: settings.jwtSecrets, issuer: settings.jwtIssuer)
-        liveness = group.loops.map { LivenessMonitor(loop: $0, interval: settings.pingInterval) }
+        liveness = self.loops.map { LivenessMonitor(loop: $0, interval: settings.pingInterval, closeTimeout: settings.closeTimeout) }
+    }
+
+    /// Serves a new connection on its loop (the listener calls this for
+    /// every accepted socket; tests hand in in-memory connections).
+    func accept(_ connection: TCPConnection) {
+        connection.handler = HTTPServerConnection(
+            connection: connection, handshakeTimeout: settings.handshakeTimeout,
+            webSocketSettings: WebSocketSettings(maxMessageSize: settings.maxMessageSize),
+            liveness: liveness, route: { [unowned self] head in route(head) })
     }
 
     /// Binds the port (one listener per loop), hooks signals, starts the loops.
     func start() throws {
+        guard let group else { preconditionFailure("start() needs the server's own loop threads") }
         let address = try SocketAddress(host: settings.host, port: settings.port)
-        let wsSettings = WebSocketSettings(maxMessageSize: settings.maxMessageSize)
-        let monitors = liveness
-        let handshakeTimeout = settings.handshakeTimeout
         port = try group.listen(on: address, outboundLimit: settings.outboundQueueBytes) { [unowned self] connection in
-            connection.handler = HTTPServerConnection(
-                connection: connection, handshakeTimeout: handshakeTimeout, webSocketSettings: wsSettings,
-                liveness: monitors, route: { [unowned self] head in route(head) })
+            accept(connection)
         }
-        try group.loops[0].handleSignals { [unowned self] signo in beginShutdown(signal: signo) }
+        try loops[0].handleSignals { [unowned self] signo in beginShutdown(signal: signo) }
         group.start()
         logger.notice("relay listening", metadata: [
             "address": "\(address.family == AF_INET6 ? "[\(settings.host)]" : settings.host):\(port)",
@@ -55,22 +68,26 @@ final class RelayServer: @unchecked Sendable {
     /// First signal: drain — /health answers 503, new upgrades are refused,
     /// every WebSocket gets Close 1001, and the loops stop after the grace
     /// period. A second signal stops at once. Runs on loop 0.
-    private func beginShutdown(signal signo: Int32) {
+    func beginShutdown(signal signo: Int32) {
         if draining.isSet {
             logger.notice("second signal, stopping now", metadata: ["signal": "\(signo)"])
-            group.stop()
+            stopLoops()
             return
         }
         draining.set()
         logger.notice("signal received, draining", metadata: ["signal": "\(signo)", "grace": "\(GoDuration.format(settings.shutdownGrace))"])
-        for (loop, monitor) in zip(group.loops, liveness) {
+        for (loop, monitor) in zip(loops, liveness) {
             loop.execute { monitor.closeAll(code: WebSocketCloseCode.goingAway, reason: "relay shutting down") }
         }
-        group.loops[0].schedule(afterNanoseconds: settings.shutdownGrace) { [unowned self] in group.stop() }
+        loops[0].schedule(afterNanoseconds: settings.shutdownGrace) { [unowned self] in stopLoops() }
+    }
+
+    private func stopLoops() {
+        for loop in loops { loop.stop() }
     }
 
     /// Blocks until the loops have stopped.
-    func wait() { group.join() }
+    func wait() { group?.join() }
 
     // MARK: Routing (runs on the connection's loop)
 
@@ -93,14 +110,14 @@ final class RelayServer: @unchecked Sendable {
                 ? .respond(HTTPResponse.simple(status: 503, body: "draining\n"))
                 : .respond(HTTPResponse.simple(status: 200, body: "ready\n"))
         case "/metrics":
-            return .respond(HTTPResponse.simple(status: 200, body: AdminReport.metrics(hubs, loops: group.loops),
+            return .respond(HTTPResponse.simple(status: 200, body: AdminReport.metrics(hubs, loops: loops),
                                                 contentType: "text/plain; version=0.0.4; charset=utf-8"))
         case "/runner/relay":
             return podUpgrade(head, role: .runner)
         case "/browser/relay":
             return podUpgrade(head, role: .browser)
         case "/test/echo" where settings.echoEndpoint:
-            let here = EventLoopGroup.currentLoop(in: group) ?? group.loops[0]
+            let here = loops.first { $0.inLoop } ?? loops[0]
             return .upgrade(on: here, maxMessageSize: EchoEndpoint.maxMessageSize, makeEndpoint: { EchoEndpoint() })
         default:
             if let page = webPage.response(for: head.path) { return .respond(page) }

@@ -19,6 +19,31 @@ struct WebPage: Sendable {
         ("xterm.min.css", "text/css"),
     ]
 
+    /// Where `make setup` puts the assets (`.cache/web` of the checkout),
+    /// looked for from the working directory and from the executable's
+    /// folder upwards, so `relay --dev` run from a checkout finds them.
+    static func defaultRoot() -> String? {
+        var starts: [String] = []
+        var cwd = [CChar](repeating: 0, count: 4096)
+        if getcwd(&cwd, cwd.count) != nil { starts.append(cwd.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }) }
+        var exe = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &exe, exe.count - 1)
+        if n > 0 {
+            let path = exe.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+            starts.append(String(path[..<(path.lastIndex(of: "/") ?? path.endIndex)]))
+        }
+        for start in starts {
+            var dir = start
+            for _ in 0..<6 {
+                let candidate = dir + "/.cache/web"
+                if access(candidate + "/" + assetNames[0].0, R_OK) == 0 { return candidate }
+                guard let slash = dir.lastIndex(of: "/"), !dir.isEmpty else { break }
+                dir = String(dir[..<slash])
+            }
+        }
+        return nil
+    }
+
     static func load(root: String?, enabled: Bool, logger: Logger) -> WebPage {
         guard enabled else { return WebPage(enabled: false, assets: [:], missing: []) }
         var assets: [String: (String, [UInt8])] = [:]

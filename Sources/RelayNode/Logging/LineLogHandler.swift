@@ -4,20 +4,20 @@ import Logging
 /// swift-log handler writing one line per event to stderr, as logfmt
 /// (`ts=… level=info msg="…" key=value`) or JSON. Callers log connection
 /// events, never frames, so a lock-free write(2) per line is plenty.
-struct LineLogHandler: LogHandler {
-    enum Format: Sendable { case logfmt, json }
+public struct LineLogHandler: LogHandler {
+    public enum Format: Sendable { case logfmt, json }
 
     let label: String
     let format: Format
-    var logLevel: Logger.Level
-    var metadata: Logger.Metadata = [:]
+    public var logLevel: Logger.Level
+    public var metadata: Logger.Metadata = [:]
 
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
         set { metadata[key] = newValue }
     }
 
-    func log(event: LogEvent) {
+    public func log(event: LogEvent) {
         var all = metadata
         if let extra = event.metadata { all.merge(extra) { $1 } }
         let fields = all.sorted { $0.key < $1.key }.map { ($0.key, "\($0.value)") }
@@ -73,5 +73,12 @@ struct LineLogHandler: LogHandler {
             }
         }
         return out + "\""
+    }
+}
+
+extension LineLogHandler {
+    /// Makes every logger of the process write lines through this handler.
+    public static func bootstrap(format: Format = .logfmt, level: Logger.Level) {
+        LoggingSystem.bootstrap { label in LineLogHandler(label: label, format: format, logLevel: level) }
     }
 }

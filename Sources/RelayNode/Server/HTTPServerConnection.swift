@@ -95,13 +95,16 @@ final class HTTPServerConnection: ConnectionHandler {
         let limit = connection.outboundLimit
         let wsSettings = settings
         let monitor = liveness[target.index]
-        guard let fd = connection.detach() else {
+        guard let transport = connection.detach() else {
             connection.close()
             return
         }
+        // The transport is used by this thread until here and by the target
+        // loop's from the job on: handed over, never shared.
+        nonisolated(unsafe) let moving = transport
         let posted = target.execute {
-            guard let moved = try? TCPConnection.adopt(fd: fd, on: target, outboundLimit: limit) else {
-                Glibc.close(fd)
+            guard let moved = try? TCPConnection.adopt(transport: moving, on: target, outboundLimit: limit) else {
+                moving.close()
                 return
             }
             let copy = Slab.copying(leftover)
@@ -109,7 +112,7 @@ final class HTTPServerConnection: ConnectionHandler {
             Self.finishUpgrade(moved, accept: accept, settings: wsSettings, liveness: monitor,
                                endpoint: makeEndpoint(), rest: copy.written)
         }
-        if !posted { Glibc.close(fd) }
+        if !posted { transport.close() }
     }
 
     /// Sends the 101 response and installs the WebSocket on `connection`'s loop.

@@ -7,7 +7,7 @@ import Framing
 /// page, and a demo pod whose runner is `relay attach … -- $SHELL` started as
 /// a child process. Listens on 127.0.0.1 unless told otherwise: it hands out
 /// a shell.
-struct DevMode {
+public struct DevMode {
     static let podKey = "demo"
     private(set) var settings: RelaySettings
     let secret: String
@@ -24,7 +24,8 @@ struct DevMode {
         self.settings = s
     }
 
-    static func mint(secret: String, podKey: String, userID: Int64, issuer: String?, lifetime: Int64, scope: String? = nil) -> String {
+    /// A token for `podKey` signed with `secret` (runner when `userID` is 0).
+    public static func mint(secret: String, podKey: String, userID: Int64, issuer: String?, lifetime: Int64, scope: String? = nil) -> String {
         let now = Int64(time(nil))
         let claims = JWTClaims(podKey: podKey, runnerID: 1, userID: userID, orgID: 1, exp: now + lifetime, iat: now,
                                iss: issuer, sub: podKey, scope: scope)

@@ -4,8 +4,6 @@ import Framing
 /// Limits and timings of one server-side WebSocket.
 struct WebSocketSettings: Sendable {
     var maxMessageSize = 4 << 20
-    /// How long to wait for the peer's Close after sending ours.
-    var closeTimeout: UInt64 = 5_000_000_000
 }
 
 /// An upgraded connection speaking RFC 6455 as the server: decodes client
@@ -38,7 +36,7 @@ final class WebSocketConnection: ConnectionHandler {
         connectionRef = Unmanaged.passUnretained(connection)
         self.liveness = liveness
         decoder = WebSocketDecoder(configuration: .init(expectMasked: true, maxMessageSize: settings.maxMessageSize))
-        lastHeard = MonotonicClock.now()
+        lastHeard = connection.loop.now()
         liveness.add(self)
     }
 

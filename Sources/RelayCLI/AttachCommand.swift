@@ -4,6 +4,7 @@ import Logging
 import Reactor
 import Framing
 import RelayClient
+import RelayNode
 
 struct AttachCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -23,11 +24,11 @@ struct AttachCommand: ParsableCommand {
         var argv = command
         if argv.first == "--" { argv.removeFirst() }
         if argv.isEmpty { argv = [ProcessEnvironment.value("SHELL") ?? "/bin/sh"] }
-        guard let base = WebSocketURL(url) else { ServeCommand.fail("invalid --url '\(url)': expected ws://host:port") }
+        guard let base = WebSocketURL(url) else { RelayProcess.fail("invalid --url '\(url)': expected ws://host:port") }
         let secret = self.secret ?? ProcessEnvironment.value("JWT_SECRET")
-        guard token != nil || secret != nil else { ServeCommand.fail("attach needs --token or --secret (or JWT_SECRET)") }
+        guard token != nil || secret != nil else { RelayProcess.fail("attach needs --token or --secret (or JWT_SECRET)") }
         let level = Logger.Level(rawValue: logLevel) ?? .notice
-        LoggingSystem.bootstrap { LineLogHandler(label: $0, format: .logfmt, logLevel: level) }
+        LineLogHandler.bootstrap(level: level)
         let logger = Logger(label: "attach")
         let fixed = token
         let pod = self.pod, issuer = self.issuer
@@ -48,12 +49,5 @@ struct AttachCommand: ParsableCommand {
         group.start()
         group.join()
         Glibc.exit(runner.exitStatus)
-    }
-}
-
-enum ProcessEnvironment {
-    static func value(_ name: String) -> String? {
-        guard let p = getenv(name) else { return nil }
-        return String(cString: p)
     }
 }

@@ -1,0 +1,236 @@
+import Glibc
+import Logging
+@testable import Reactor
+@testable import RelayNode
+import Framing
+@_exported import Testing
+
+/// A relay on an `EmbeddedEventLoop`: no socket, no thread, no waiting.
+/// Clients are `Peer`s over in-memory transports; time moves only in
+/// `advance(seconds:)`, during which well-behaved peers answer Pings.
+final class RelayHarness {
+    static let secret = "harness-secret"
+    let embedded: EmbeddedEventLoop
+    let server: RelayServer
+    let settings: RelaySettings
+    private(set) var peers: [Peer] = []
+
+    init(_ configure: (inout RelaySettings) -> Void = { _ in }) throws {
+        embedded = try EmbeddedEventLoop()
+        var s = RelaySettings()
+        s.jwtSecrets = [Array(Self.secret.utf8)]
+        s.loops = 1
+        configure(&s)
+        settings = s
+        server = try RelayServer(settings: s, logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() },
+                                 webPage: WebPage(enabled: false, assets: [:], missing: []), loops: [embedded.loop])
+    }
+
+    var loop: EventLoop { embedded.loop }
+    var counters: RelayCounters { server.hubs[0].counters }
+
+    /// A new connection that has sent nothing yet.
+    func connect(sendBufferSize: Int? = nil) throws -> Peer {
+        let (connection, transport) = try embedded.connection(sendBufferSize: sendBufferSize, outboundLimit: settings.outboundQueueBytes)
+        server.accept(connection)
+        let peer = Peer(harness: self, transport: transport)
+        peers.append(peer)
+        return peer
+    }
+
+    static func token(pod: String, runner: Bool, scope: String? = nil, secret: String = secret) -> String {
+        DevMode.mint(secret: secret, podKey: pod, userID: runner ? 0 : 7, issuer: "agentsmesh-relay", lifetime: 3600, scope: scope)
+    }
+
+    /// Sends an upgrade request for `target` and runs the loop.
+    func upgrade(_ target: String, headers: [(String, String)] = [], sendBufferSize: Int? = nil) throws -> Peer {
+        let peer = try connect(sendBufferSize: sendBufferSize)
+        var head = "GET \(target) HTTP/1.1\r\nHost: relay.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        head += "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        for (k, v) in headers { head += "\(k): \(v)\r\n" }
+        peer.transport.peerWrite(Array((head + "\r\n").utf8))
+        run()
+        return peer
+    }
+
+    func runner(_ pod: String, ext: Bool = false) throws -> Peer {
+        let peer = try upgrade("/runner/relay?token=\(Self.token(pod: pod, runner: true))" + (ext ? "&ext=1" : ""))
+        #expect(peer.status == 101, "runner upgrade: \(peer.responseHead)")
+        return peer
+    }
+
+    func browser(_ pod: String, ext: Bool = false, scope: String? = nil, resume: (epoch: UInt32, seq: UInt64)? = nil,
+                 sendBufferSize: Int? = nil) throws -> Peer {
+        var target = "/browser/relay?token=\(Self.token(pod: pod, runner: false, scope: scope))"
+        if ext { target += "&ext=1" }
+        if let resume { target += "&epoch=\(resume.epoch)&seq=\(resume.seq)" }
+        let peer = try upgrade(target, sendBufferSize: sendBufferSize)
+        #expect(peer.status == 101, "browser upgrade: \(peer.responseHead)")
+        return peer
+    }
+
+    func run() { embedded.run() }
+
+    /// Moves time on in steps of at most a second; between steps every
+    /// responsive peer reads what it got and answers Pings, as a client
+    /// would.
+    func advance(seconds: Double) {
+        var left = UInt64(seconds * 1e9)
+        while left > 0 {
+            let step = min(left, 1_000_000_000)
+            embedded.advance(by: step)
+            left -= step
+            for p in peers where p.answersPings { p.poll() }
+            run()
+        }
+    }
+}
+
+/// What a peer received, decoded.
+enum Received: Equatable, CustomStringConvertible {
+    case binary([UInt8])
+    case text([UInt8])
+    case ping
+    case pong
+    case close(UInt16?)
+
+    var description: String {
+        switch self {
+        case .binary(let b): return "binary(type 0x\(String(b.first ?? 0, radix: 16)), \(b.count) B)"
+        case .text(let b): return "text(\(b.count) B)"
+        case .ping: return "ping"
+        case .pong: return "pong"
+        case .close(let c): return "close(\(c.map(String.init) ?? "-"))"
+        }
+    }
+}
+
+/// The client end of one in-memory connection: writes masked frames, reads
+/// and decodes the relay's bytes.
+final class Peer {
+    unowned let harness: RelayHarness
+    let transport: MemoryTransport
+    private(set) var responseHead = ""
+    private var headDone = false
+    private var raw: [UInt8] = []
+    private var decoder = WebSocketDecoder(configuration: .init(expectMasked: false, maxMessageSize: 64 << 20))
+    /// Everything decoded so far, in order (not consumed by `take`).
+    private(set) var log: [Received] = []
+    private var taken = 0
+    /// Answer Pings during `advance` (a live client); false: a silent peer.
+    var answersPings = true
+    /// Read during `advance`; false: a peer that stopped reading.
+    var reads = true
+
+    init(harness: RelayHarness, transport: MemoryTransport) {
+        self.harness = harness
+        self.transport = transport
+    }
+
+    var status: Int? {
+        poll()
+        let parts = responseHead.split(separator: " ")
+        return parts.count > 1 ? Int(parts[1]) : nil
+    }
+
+    /// Reads and decodes everything the relay has written.
+    func poll() {
+        guard reads else { return }
+        raw += transport.peerRead()
+        if !headDone {
+            guard let end = Self.find([13, 10, 13, 10], in: raw) else { return }
+            responseHead = String(decoding: raw[..<end], as: UTF8.self)
+            raw.removeFirst(end + 4)
+            headDone = true
+            // A refused upgrade: the rest is a body, not frames.
+            guard responseHead.hasPrefix("HTTP/1.1 101") else {
+                responseHead += "\n" + String(decoding: raw, as: UTF8.self)
+                raw.removeAll()
+                return
+            }
+        }
+        guard !raw.isEmpty, responseHead.hasPrefix("HTTP/1.1 101") else { return }
+        var pings = 0
+        raw.withUnsafeMutableBytes { buf in
+            let error = decoder.feed(buf) { event in
+                switch event {
+                case .message(let opcode, let payload, _):
+                    log.append(opcode == .text ? .text(Array(payload)) : .binary(Array(payload)))
+                case .ping:
+                    log.append(.ping)
+                    pings += 1
+                case .pong:
+                    log.append(.pong)
+                case .close(let code, _):
+                    log.append(.close(code))
+                }
+            }
+            if let error { Issue.record("relay sent a bad frame: \(error)") }
+        }
+        raw.removeAll()
+        if answersPings { for _ in 0..<pings { sendFrame(.pong, []) } }
+    }
+
+    /// What arrived since the last `take`.
+    func take() -> [Received] {
+        poll()
+        defer { taken = log.count }
+        return Array(log[taken...])
+    }
+
+    /// Relay messages (binary) since the last `take`, as [type] + payload.
+    func takeFrames() -> [[UInt8]] {
+        take().compactMap { if case .binary(let b) = $0 { return b } else { return nil } }
+    }
+
+    /// Types of the relay messages since the last `take`.
+    func takeTypes() -> [UInt8] { takeFrames().map { $0.first ?? 0 } }
+
+    /// The close code the relay sent, if it sent one.
+    var closeCode: UInt16?? {
+        poll()
+        for r in log { if case .close(let c) = r { return .some(c) } }
+        return nil
+    }
+
+    /// The relay closed the TCP connection.
+    var isClosed: Bool { transport.isClosed }
+
+    func sendFrame(_ opcode: WebSocketOpcode, _ payload: [UInt8]) {
+        var frame = [UInt8](repeating: 0, count: WebSocketEncoder.clientFrameSize(payloadLength: payload.count))
+        let n = payload.withUnsafeBytes { p in
+            frame.withUnsafeMutableBytes { WebSocketEncoder.writeClientFrame(opcode: opcode, payload: p, maskKey: 0x1234_5678, to: $0.baseAddress!) }
+        }
+        transport.peerWrite(Array(frame[..<n]))
+    }
+
+    /// Sends a relay message `[type] + payload` and runs the loop.
+    func send(_ type: UInt8, _ payload: [UInt8] = []) {
+        sendFrame(.binary, [type] + payload)
+        harness.run()
+    }
+
+    func send(_ type: RelayFrameType, _ payload: [UInt8] = []) { send(type.rawValue, payload) }
+
+    /// Sends a WebSocket Close and runs the loop.
+    func close(code: UInt16 = 1000) {
+        sendFrame(.close, WebSocketEncoder.closePayload(code: code, reason: ""))
+        harness.run()
+    }
+
+    /// The TCP connection goes away without a Close (peer's FIN).
+    func drop() {
+        transport.peerShutdown()
+        harness.run()
+    }
+
+    static func find(_ needle: [UInt8], in hay: [UInt8]) -> Int? {
+        guard hay.count >= needle.count else { return nil }
+        for i in 0...(hay.count - needle.count) where Array(hay[i..<(i + needle.count)]) == needle { return i }
+        return nil
+    }
+}
+
+extension Array where Element == UInt8 {
+    init(_ type: RelayFrameType, _ text: String) { self = [type.rawValue] + Array(text.utf8) }
+}
