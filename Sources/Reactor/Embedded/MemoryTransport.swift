@@ -47,6 +47,9 @@ public final class MemoryTransport: Transport {
         return outbound
     }
 
+    /// Bytes the peer wrote that the connection has not read yet.
+    public var pendingInbound: Int { inbound.count - inboundOffset }
+
     /// Unread bytes the connection wrote.
     public var pendingOutbound: Int { outbound.count }
 
