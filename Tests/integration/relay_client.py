@@ -1,4 +1,4 @@
-"""Client-side helpers for the relay integration tests (PROTOCOL.md).
+"""Client-side helpers for the relay integration tests (docs/protocol.md).
 
 - tokens: HS256/384/512 JWTs minted with hmac/hashlib (no PyJWT), plus the
   malformed ones the relay must refuse;

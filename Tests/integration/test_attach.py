@@ -1,5 +1,5 @@
 """`relay attach`: a real command on a pseudo-terminal as a pod's runner,
-driven by a `websockets` browser (PROTOCOL.md A, Frames: Input, Resize,
+driven by a `websockets` browser (docs/protocol.md §5 Frames: Input, Resize,
 Resync, Snapshot, Output)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""GET /health, as probes and Traefik see it (PROTOCOL.md, Endpoints)."""
+"""GET /health, as probes and Traefik see it (docs/protocol.md §1, Endpoints)."""
 
 import json
 import urllib.request

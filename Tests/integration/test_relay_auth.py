@@ -1,5 +1,5 @@
-"""Tokens: who gets in and who gets 401 before the upgrade (PROTOCOL.md A,
-Token; B, Roles and scopes / Transport)."""
+"""Tokens: who gets in and who gets 401 before the upgrade (docs/protocol.md §4,
+Tokens)."""
 
 import time
 

@@ -1,5 +1,5 @@
 """Pod lifecycle: runner away and back, reconnect timeout, browser limit
-(PROTOCOL.md A, Pod lifecycle; B, Slow consumers: input held while away)."""
+(docs/protocol.md §6 Pod lifecycle; §8 input held while away)."""
 
 import asyncio
 

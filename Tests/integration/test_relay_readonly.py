@@ -1,4 +1,4 @@
-"""Read-only viewers: `scope: "read"` (PROTOCOL.md B, Roles and scopes)."""
+"""Read-only viewers: `scope: "read"` (docs/protocol.md §9, Read-only viewers)."""
 
 from relay_client import (
     ACP_COMMAND, ERROR, INPUT, OUTPUT, POSITION, RESYNC, describe, frame, new_pod, open_browser,

@@ -1,4 +1,4 @@
-"""Replay ring, instant attach, resume, presence (PROTOCOL.md B, Replay,
+"""Replay ring, instant attach, resume, presence (docs/protocol.md §7 Replay,
 instant attach and resume)."""
 
 import json

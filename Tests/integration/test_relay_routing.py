@@ -1,4 +1,4 @@
-"""Routing between a runner and its browsers (PROTOCOL.md A: Frames, Pod
+"""Routing between a runner and its browsers (docs/protocol.md §5 Frames, §6 Pod
 lifecycle; B: Paths, Transport/Bearer)."""
 
 import asyncio

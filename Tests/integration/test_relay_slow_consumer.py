@@ -1,5 +1,5 @@
 """A browser that does not read never slows the runner or the other browsers
-(PROTOCOL.md B, Slow consumers)."""
+(docs/protocol.md §8, Slow consumers)."""
 
 import asyncio
 import random

@@ -1,4 +1,4 @@
-"""GET /stats (PROTOCOL.md A, Endpoints)."""
+"""GET /stats (docs/protocol.md §1, Endpoints)."""
 
 import json
 import urllib.request

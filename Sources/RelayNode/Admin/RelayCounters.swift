@@ -2,7 +2,9 @@ import Synchronization
 
 /// Counters of one loop, written by that loop (relaxed atomics: no
 /// contention, one add per frame, never per subscriber), read by /metrics
-/// and /stats from any loop.
+/// and /stats from any loop. Exception: `authFailures` lives in loop 0's
+/// counters and any loop that refuses an upgrade adds to it (rare, and
+/// atomic).
 final class RelayCounters: Sendable {
     let runners = Atomic<Int>(0)
     let browsers = Atomic<Int>(0)

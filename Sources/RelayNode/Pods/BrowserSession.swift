@@ -4,7 +4,7 @@ import Framing
 /// A browser (subscriber) of a pod: receives the runner's frames, sends
 /// input. Owns its slow-consumer state: at the outbound bound it drops its
 /// queued replayable frames, skips live ones, and once drained catches up
-/// with Snapshot + tail (PROTOCOL.md "Slow consumers").
+/// with Snapshot + tail (docs/protocol.md §8).
 final class BrowserSession: WebSocketEndpoint {
     let pod: PodChannel
     /// `scope: "read"`: a viewer (the rest of the token is not kept: the

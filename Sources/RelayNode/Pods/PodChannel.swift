@@ -120,7 +120,7 @@ final class PodChannel {
             lastSeq &+= 1
             ring.push(seq: lastSeq, frame: frame)
         default:
-            break        // forwarded, not kept (PROTOCOL.md: unknown types go on)
+            break        // forwarded, not kept (docs/protocol.md §5: unknown types go on)
         }
         var delivered = 0
         for b in fanout {
@@ -233,7 +233,7 @@ final class PodChannel {
     // MARK: Replay
 
     /// What a joining browser gets before live frames: exactly the frames
-    /// after its resume point, or Snapshot(s) + tail (PROTOCOL.md "Replay").
+    /// after its resume point, or Snapshot(s) + tail (docs/protocol.md §7).
     private func attach(_ b: BrowserSession) {
         if let r = b.resume, b.ext {
             let first = ring.firstSeq ?? (lastSeq &+ 1)

@@ -1,4 +1,4 @@
-/// The pod lifecycle knobs (AgentsMesh defaults; PROTOCOL.md).
+/// The pod lifecycle knobs (AgentsMesh defaults; docs/protocol.md §6).
 struct PodSettings: Sendable {
     var maxBrowsers = 10
     var runnerReconnectTimeout: UInt64 = 30_000_000_000

@@ -12,7 +12,7 @@ struct Identity: Sendable {
     let readOnly: Bool
 }
 
-/// Verifies the token of an upgrade request (AgentsMesh rules, PROTOCOL.md
+/// Verifies the token of an upgrade request (AgentsMesh rules, docs/protocol.md §4
 /// "Token"): from `?token=` or `Authorization: Bearer`, HMAC-checked against
 /// every configured secret, `exp` required, issuer checked, role by
 /// endpoint. Every refusal is a 401 with a short reason; the token itself

@@ -59,7 +59,7 @@ public struct RelaySettings: Sendable {
         static let heartbeat = SettingSpec("heartbeat-interval", env: ["HEARTBEAT_INTERVAL"], default: "10s", .duration(minimum: 1_000_000), help: "Backend heartbeat interval (accepted for compatibility; no backend registration yet)")
         static let ping = SettingSpec("ping-interval", env: ["PING_INTERVAL"], default: "25s", .duration(minimum: 10_000_000), help: "WebSocket ping interval; silent for 2 intervals = closed")
         static let handshake = SettingSpec("handshake-timeout", env: ["HANDSHAKE_TIMEOUT"], default: "10s", .duration(minimum: 10_000_000), help: "Time from accept to a complete request head")
-        static let closeTimeout = SettingSpec("close-timeout", env: ["CLOSE_TIMEOUT"], default: "5s", .duration(minimum: 10_000_000), help: "How long to wait for the peer's Close (or the end of its input) after ours")
+        static let closeTimeout = SettingSpec("close-timeout", env: ["CLOSE_TIMEOUT"], default: "5s", .duration(minimum: 10_000_000), help: "How long to wait for the peer's Close after sending ours")
         static let maxMessage = SettingSpec("max-message-size", env: ["MAX_MESSAGE_SIZE"], default: "\(4 << 20)", .integer(1024...(256 << 20)), help: "Largest WebSocket message in bytes (larger: close 1009)")
         static let outbound = SettingSpec("outbound-queue-bytes", env: ["OUTBOUND_QUEUE_BYTES"], default: "\(1 << 20)", .integer((16 << 10)...(1 << 30)), help: "Per-connection outbound queue bound in bytes")
         static let replay = SettingSpec("replay-ring-bytes", env: ["REPLAY_RING_BYTES"], default: "\(1 << 20)", .integer(0...(1 << 30)), help: "Per-pod replay ring in bytes")

@@ -1,6 +1,6 @@
 import Reactor
 
-/// Liveness for every WebSocket of one loop (PROTOCOL.md "Liveness"): one
+/// Liveness for every WebSocket of one loop (docs/protocol.md §10, Liveness): one
 /// timer per loop instead of one per connection (a timer and its closure
 /// would cost an idle connection ~130 bytes). Every interval it pings each
 /// open connection and drops one that has sent nothing for two intervals.
