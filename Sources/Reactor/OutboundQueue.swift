@@ -28,7 +28,16 @@ public enum FlushResult: Equatable, Sendable {
 /// ~90 bytes per idle browser at 15,000), and a busy one pays a small
 /// malloc per `writev`, which is lost in the syscall's cost.
 public struct OutboundQueue: ~Copyable {
-    private var ring: UnsafeMutablePointer<SlabSlice>?
+    /// One queued slice, or a run of coalesced ones, with the owner's tag.
+    struct Entry {
+        var slice: SlabSlice
+        /// The owner's label (e.g. what kind of message this is), so it can
+        /// drop entries by kind without parsing bytes.
+        let tag: UInt32
+        /// Slices coalesced into this entry (1 unless `coalesce` joined more).
+        var slices: UInt32
+    }
+    private var ring: UnsafeMutablePointer<Entry>?
     private(set) var capacity = 0      // ring entries: a power of two, or 0
     private var head = 0
     public private(set) var count = 0
@@ -49,40 +58,41 @@ public struct OutboundQueue: ~Copyable {
     }
 
     deinit {
-        for i in 0..<count { ring![(head + i) & (capacity - 1)].release() }
+        for i in 0..<count { ring![(head + i) & (capacity - 1)].slice.release() }
         ring?.deallocate()
     }
 
     public var isEmpty: Bool { count == 0 }
 
     /// Queues `slice` (retaining it) unless that would pass `limit`.
+    /// `tag` is the owner's label for it (see `removeAll(where:)`).
     ///
-    /// `coalesce`: when the last entry was queued with `coalesce` too, lies
-    /// in the same slab and ends where `slice` starts (a pod's frames, built
-    /// one after another in its arena), `slice` extends that entry instead
-    /// of taking one: no count, no ring slot, one iovec. Only slices that
-    /// may be treated alike later (e.g. dropped together, see
-    /// `removeAll(where:)`) should be queued with it.
+    /// `coalesce`: when the last entry was queued with `coalesce` and the
+    /// same tag, lies in the same slab and ends where `slice` starts (a
+    /// pod's frames, built one after another in its arena), `slice` extends
+    /// that entry instead of taking one: no count, no ring slot, one iovec.
     @inline(__always)
-    public mutating func enqueue(_ slice: SlabSlice, force: Bool = false, coalesce: Bool = false) -> Bool {
+    public mutating func enqueue(_ slice: SlabSlice, tag: UInt32 = 0, force: Bool = false, coalesce: Bool = false) -> Bool {
         // The bound applies to what waits behind the slice being written,
         // and is checked before adding: a frame is never refused for its
         // size alone (the message size limit bounds that), and a peer that
         // reads promptly is not failed by one large frame in progress.
-        if !force && count > 0 && bytes - ring![head].count >= limit { return false }
+        if !force && count > 0 && bytes - ring![head].slice.count >= limit { return false }
         if coalesce && tailCoalesces {
             let tail = ring! + ((head + count - 1) & (capacity - 1))
-            if tail.pointee.slab.toOpaque() == slice.slab.toOpaque()
-                && tail.pointee.start + tail.pointee.count == slice.start
-                && tail.pointee.count + slice.count <= Self.maxRun {
-                tail.pointee.count += slice.count
+            if tail.pointee.tag == tag
+                && tail.pointee.slice.slab.toOpaque() == slice.slab.toOpaque()
+                && tail.pointee.slice.start + tail.pointee.slice.count == slice.start
+                && tail.pointee.slice.count + slice.count <= Self.maxRun {
+                tail.pointee.slice.count += slice.count
+                tail.pointee.slices += 1
                 bytes += slice.count
                 return true
             }
         }
         if count == capacity { grow() }
         slice.retain()
-        ring![(head + count) & (capacity - 1)] = slice
+        (ring! + ((head + count) & (capacity - 1))).initialize(to: Entry(slice: slice, tag: tag, slices: 1))
         count += 1
         bytes += slice.count
         tailCoalesces = coalesce
@@ -91,7 +101,7 @@ public struct OutboundQueue: ~Copyable {
 
     private mutating func grow() {
         let newCapacity = max(2, capacity * 2)
-        let fresh = UnsafeMutablePointer<SlabSlice>.allocate(capacity: newCapacity)
+        let fresh = UnsafeMutablePointer<Entry>.allocate(capacity: newCapacity)
         if let old = ring {
             for i in 0..<count {
                 (fresh + i).initialize(to: old[(head + i) & (capacity - 1)])
@@ -106,7 +116,7 @@ public struct OutboundQueue: ~Copyable {
     /// Releases every queued slice and the ring.
     public mutating func removeAll() {
         while count > 0 {
-            ring![head].release()
+            ring![head].slice.release()
             head = (head + 1) & (capacity - 1)
             count -= 1
         }
@@ -138,7 +148,7 @@ public struct OutboundQueue: ~Copyable {
             var requested = 0
             var i = 0
             while i < count {
-                let s = ring![(head + i) & (capacity - 1)]
+                let s = ring![(head + i) & (capacity - 1)].slice
                 if n > 0, iovecs[n - 1].iov_base! + iovecs[n - 1].iov_len == UnsafeMutableRawPointer(mutating: s.start) {
                     iovecs[n - 1].iov_len += s.count
                 } else {
@@ -171,39 +181,38 @@ public struct OutboundQueue: ~Copyable {
         bytes -= written
         while left > 0 {
             let slot = ring! + head
-            if slot.pointee.count <= left {
-                left -= slot.pointee.count
-                slot.pointee.release()
+            if slot.pointee.slice.count <= left {
+                left -= slot.pointee.slice.count
+                slot.pointee.slice.release()
                 head = (head + 1) & (capacity - 1)
                 count -= 1
                 headStarted = false
                 if count == 0 { tailCoalesces = false }
             } else {
-                slot.pointee.start += left
-                slot.pointee.count -= left
+                slot.pointee.slice.start += left
+                slot.pointee.slice.count -= left
                 headStarted = true
                 left = 0
             }
         }
     }
 
-    /// Removes queued entries for which `drop` returns true, except the
-    /// first one once part of it is written (a frame must never be cut).
-    /// Returns how many entries were removed (a coalesced run is one entry:
-    /// `drop` sees the whole run and decides for all of it).
-    public mutating func removeAll(where drop: (SlabSlice) -> Bool) -> Int {
+    /// Removes queued entries for which `drop(tag, slices)` returns true,
+    /// except the first one once part of it is written (a frame must never
+    /// be cut). `slices` is how many slices a coalesced entry holds; the
+    /// decision is for all of them. Returns how many slices were removed.
+    public mutating func removeAll(where drop: (_ tag: UInt32, _ slices: Int) -> Bool) -> Int {
         guard count > 0 else { return 0 }
         var kept = 0
         var removed = 0
         for i in 0..<count {
-            let slot = ring! + ((head + i) & (capacity - 1))
-            let s = slot.pointee
-            if !(headStarted && i == 0) && drop(s) {
-                bytes -= s.count
-                s.release()
-                removed += 1
+            let e = ring![(head + i) & (capacity - 1)]
+            if !(headStarted && i == 0) && drop(e.tag, Int(e.slices)) {
+                bytes -= e.slice.count
+                e.slice.release()
+                removed += Int(e.slices)
             } else {
-                ring![(head + kept) & (capacity - 1)] = s
+                ring![(head + kept) & (capacity - 1)] = e
                 kept += 1
             }
         }

@@ -122,11 +122,11 @@ public final class TCPConnection: Selectable, Flushable {
     /// Returns false, queuing nothing, when that would pass the outbound
     /// limit or the connection is closed or closing; the handler then hears
     /// `connectionDrained` once the queue empties. `force` ignores the limit.
-    /// `coalesce`: see `OutboundQueue.enqueue`.
+    /// `tag` and `coalesce`: see `OutboundQueue.enqueue`.
     @discardableResult
-    public func enqueue(_ slice: SlabSlice, force: Bool = false, coalesce: Bool = false) -> Bool {
+    public func enqueue(_ slice: SlabSlice, tag: UInt32 = 0, force: Bool = false, coalesce: Bool = false) -> Bool {
         guard phase.acceptsWrites else { return false }
-        guard outbound.enqueue(slice, force: force, coalesce: coalesce) else {
+        guard outbound.enqueue(slice, tag: tag, force: force, coalesce: coalesce) else {
             notifyOnDrain = true
             return false
         }
@@ -163,9 +163,10 @@ public final class TCPConnection: Selectable, Flushable {
         }
     }
 
-    /// Drops queued entries for which `drop` is true, never one partly
-    /// written (a frame is never cut). Returns how many were dropped.
-    public func dropQueued(where drop: (SlabSlice) -> Bool) -> Int {
+    /// Drops queued entries for which `drop(tag, slices)` is true, never
+    /// one partly written (a frame is never cut). Returns how many slices
+    /// were dropped.
+    public func dropQueued(where drop: (_ tag: UInt32, _ slices: Int) -> Bool) -> Int {
         outbound.removeAll(where: drop)
     }
 

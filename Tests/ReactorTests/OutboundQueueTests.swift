@@ -124,14 +124,32 @@ extension ReactorSuite {
         #expect(count == 5 && bytes == 61 + OutboundQueue.maxRun - 10)
         // Dropping sees a run as one entry and drops all of it.
         var seen: [Int] = []
-        let removed = q.removeAll(where: { seen.append($0.count); return $0.count == 30 })
-        #expect(removed == 1 && seen.first == 30)
+        let removed = q.removeAll(where: { _, slices in seen.append(slices); return slices == 3 })
+        #expect(removed == 3 && seen.first == 3)
         var sink: [UInt8] = []
         _ = q.flush(iovecs: iov) { v, n in
             for i in 0..<Int(n) { sink += UnsafeRawBufferPointer(start: v[i].iov_base, count: v[i].iov_len) }
             return .bytes(sink.count)
         }
         #expect(sink.count == 31 + OutboundQueue.maxRun - 10)
+        #expect(arena.refs == 1)
+    }
+
+    @Test func onlyEntriesWithTheSameTagCoalesce() {
+        var q = OutboundQueue(limit: 1 << 20)
+        let arena = Slab.allocate(capacity: 100)
+        defer { arena.release() }
+        arena.used = 100
+        let w = arena.written
+        _ = q.enqueue(w.slice(from: 0, count: 10), tag: 1, coalesce: true)
+        _ = q.enqueue(w.slice(from: 10, count: 10), tag: 1, coalesce: true)
+        _ = q.enqueue(w.slice(from: 20, count: 10), tag: 2, coalesce: true)
+        _ = q.enqueue(w.slice(from: 30, count: 10), tag: 2, coalesce: true)
+        #expect(q.count == 2)
+        var byTag: [UInt32: Int] = [:]
+        let removed = q.removeAll(where: { tag, slices in byTag[tag] = slices; return tag == 1 })
+        #expect(removed == 2 && byTag == [1: 2, 2: 2] && q.bytes == 20)
+        q.removeAll()
         #expect(arena.refs == 1)
     }
 
@@ -175,20 +193,20 @@ extension ReactorSuite {
         let slab = Slab.copying([UInt8](repeating: 1, count: 30))
         defer { slab.release() }
         let w = slab.written
-        for i in 0..<4 { _ = q.enqueue(w.slice(from: i * 10, count: i == 3 ? 0 : 10)) }
+        for i in 0..<4 { _ = q.enqueue(w.slice(from: i * 10, count: i == 3 ? 0 : 10), tag: i == 3 ? 7 : 0) }
         // Nothing written yet: every entry may go.
-        var removed = q.removeAll(where: { $0.count == 0 })
+        var removed = q.removeAll(where: { tag, _ in tag == 7 })
         #expect(removed == 1 && q.count == 3)
         // The socket takes 4 bytes of the first entry: it stays, the rest go.
         let r = q.flush(iovecs: iov) { _, _ in .bytes(4) }
         #expect(r == .wouldBlock)
-        removed = q.removeAll(where: { _ in true })
+        removed = q.removeAll(where: { _, _ in true })
         let (count, bytes) = (q.count, q.bytes)
         #expect(removed == 2 && count == 1 && bytes == 6)
         // Once that entry is written, the next first entry may be dropped again.
         _ = q.enqueue(w.slice(from: 20, count: 10))
         _ = q.flush(iovecs: iov) { _, _ in .bytes(6) }
-        removed = q.removeAll(where: { _ in true })
+        removed = q.removeAll(where: { _, _ in true })
         #expect(removed == 1 && q.isEmpty)
         q.removeAll()
         #expect(slab.refs == 1)

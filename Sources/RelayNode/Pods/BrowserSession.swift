@@ -5,7 +5,7 @@ import Framing
 /// input. Owns its slow-consumer state: at the outbound bound it drops its
 /// queued replayable frames, skips live ones, and once drained catches up
 /// with Snapshot + tail (docs/protocol.md §8).
-final class BrowserSession: WebSocketEndpoint {
+final class BrowserSession: MessageStreamEndpoint {
     let pod: PodChannel
     /// `scope: "read"`: a viewer (the rest of the token is not kept: the
     /// pod key is the pod's, and an idle connection should stay small).
@@ -14,11 +14,10 @@ final class BrowserSession: WebSocketEndpoint {
     let ext: Bool
     /// Resume point asked for (`?epoch=E&seq=N`), used once at attach.
     let resume: (epoch: UInt32, seq: UInt64)?
-    /// The connection; it owns this session (as its endpoint) and outlives
-    /// every use here, which stops at `webSocketClosed`. Held unmanaged so
+    /// The stream; it owns this session (as its endpoint) and outlives
+    /// every use here, which stops at `streamClosed`. unowned(unsafe), so
     /// the fan-out path does no reference counting.
-    private var wsRef: Unmanaged<WebSocketConnection>! = nil
-    var ws: WebSocketConnection { wsRef.takeUnretainedValue() }
+    unowned(unsafe) var stream: (any MessageStream)! = nil
 
     private(set) var lagged = false
     private var droppedWhileLagged: UInt64 = 0
@@ -38,33 +37,34 @@ final class BrowserSession: WebSocketEndpoint {
 
     /// Hot path: one live runner frame. No allocation, no atomic.
     @inline(__always)
-    func deliver(_ frame: SlabSlice, replayable: Bool) -> Bool {
+    func deliver(_ frame: SlabSlice, kind: MessageKind) -> Bool {
+        let replayable = kind == .replayable
         if lagged {
             if replayable { droppedWhileLagged &+= 1 }
             return false
         }
         // Replayable frames coalesce into runs in the queue: a lag drops a
         // run as a whole, and every frame of it is replayable.
-        if wsRef._withUnsafeGuaranteedRef({ $0.send(frame: frame, coalesce: replayable) }) { return true }
-        if ws.isOpen { lag(droppedNow: replayable ? 1 : 0) }
+        if stream.send(frame, kind: kind, force: false, coalesce: replayable) { return true }
+        if stream.isOpen { lag(droppedNow: replayable ? 1 : 0) }
         return false
     }
 
-    /// Relay-made or catch-up frames: past the bound on purpose (the bound
+    /// Catch-up and relay-made frames: past the bound on purpose (the bound
     /// then holds the queue limit plus one catch-up, itself bounded by the ring).
-    /// `replayable`: a frame of the ring, which may coalesce with its neighbours.
-    func deliverForced(_ frame: SlabSlice, replayable: Bool = false) {
-        ws.send(frame: frame, force: true, coalesce: replayable)
+    /// A ring frame (`.replayable`) may coalesce with its neighbours.
+    func deliverForced(_ frame: SlabSlice, kind: MessageKind) {
+        _ = stream.send(frame, kind: kind, force: true, coalesce: kind == .replayable)
     }
 
     /// Relay-made frames that must arrive (0x08/0x09, Position, Gap,
     /// Lagged): rare, past the bound.
-    func sendRelayFrame(_ bytes: [UInt8]) {
-        bytes.withUnsafeBytes { _ = ws.send(opcode: .binary, copying: $0, force: true) }
+    func sendRelayFrame(_ bytes: [UInt8], kind: MessageKind = .other) {
+        _ = stream.send(copying: bytes, kind: kind, force: true)
     }
 
-    func sendExtension(_ bytes: [UInt8]) {
-        if ext { sendRelayFrame(bytes) }
+    func sendExtension(_ bytes: [UInt8], kind: MessageKind = .other) {
+        if ext { sendRelayFrame(bytes, kind: kind) }
     }
 
     /// An Error reply to something the client sent: within the bound only,
@@ -72,51 +72,52 @@ final class BrowserSession: WebSocketEndpoint {
     /// grow its queue.
     func sendErrorReply(code: UInt16, reason: String) {
         guard ext else { return }
-        RelayEnvelope.error(code: code, reason: reason).withUnsafeBytes { _ = ws.send(opcode: .binary, copying: $0) }
+        _ = stream.send(copying: RelayEnvelope.error(code: code, reason: reason), force: false)
     }
 
     private func lag(droppedNow: UInt64) {
         lagged = true
         pod.hub.counters.add(pod.hub.counters.lags, 1)
         // Discard what is queued and can be rebuilt from the ring; never the
-        // frame being written (a frame is never cut).
+        // frame being written (a frame is never cut). Snapshots come back
+        // with the catch-up; a queued Position would describe frames
+        // dropped here.
         var dropped = 0
-        _ = ws.connection.dropQueued { entry in
-            guard let type = ServerFrameInspector.relayType(entry) else { return false }
-            // Replayable frames and snapshots come back with the catch-up;
-            // a queued Position would describe frames dropped here.
-            let replayable = RelayFrameType(rawValue: type)?.isReplayable == true
-            guard replayable || type == RelayFrameType.snapshot.rawValue || type == RelayFrameType.acpSnapshot.rawValue
-                || type == RelayFrameType.position.rawValue else { return false }
-            // An entry may be a coalesced run of replayable frames.
-            if replayable { dropped += ServerFrameInspector.frameCount(entry) }
-            return true
+        _ = stream.dropQueued { kind, count in
+            switch kind {
+            case .replayable:
+                dropped += count
+                return true
+            case .snapshot, .position:
+                return true
+            case .other:
+                return false
+            }
         }
         droppedWhileLagged &+= droppedNow &+ UInt64(dropped)
-        let now = ws.loop.turnStart
+        let now = stream.loop.turnStart
         lagTimes = lagTimes.filter { now &- $0 < pod.hub.settings.lagWindow } + [now]
         if lagTimes.count >= pod.hub.settings.lagLimit {
-            ws.close(code: RelayClose.slowConsumer.0, reason: RelayClose.slowConsumer.1)
+            stream.close(code: RelayClose.slowConsumer.0, reason: RelayClose.slowConsumer.1)
             return
         }
-        ws.notifyWhenDrained()
+        stream.notifyWhenDrained()
     }
 
-    // MARK: WebSocketEndpoint
+    // MARK: MessageStreamEndpoint
 
-    func webSocketOpened(_ ws: WebSocketConnection) {
-        wsRef = Unmanaged.passUnretained(ws)
+    func streamOpened(_ stream: any MessageStream) {
+        self.stream = stream
         pod.hub.connectionOpened(.browser, pod: pod.key, ext: ext, readOnly: readOnly)
         pod.browserJoined(self)
     }
 
-    func webSocket(_ ws: WebSocketConnection, received opcode: WebSocketOpcode,
-                   payload: UnsafeRawBufferPointer, frame: ReceivedFrame?) {
-        guard opcode == .binary || opcode == .text, payload.count > 0 else { return }
-        pod.browserSent(self, type: payload[0], payload: payload, frame: frame)
+    func stream(_ stream: any MessageStream, received message: ReceivedMessage) {
+        guard message.payload.count > 0 else { return }
+        pod.browserSent(self, message)
     }
 
-    func webSocketDrained(_ ws: WebSocketConnection) {
+    func streamDrained(_ stream: any MessageStream) {
         guard lagged else { return }
         lagged = false
         sendExtension(RelayEnvelope.lagged(droppedFrames: droppedWhileLagged))
@@ -125,7 +126,7 @@ final class BrowserSession: WebSocketEndpoint {
         pod.catchUp(self)
     }
 
-    func webSocketClosed(_ ws: WebSocketConnection, code: UInt16) {
+    func streamClosed(_ stream: any MessageStream, code: UInt16) {
         pendingTimer?.cancel()
         pod.hub.connectionClosed(.browser, pod: pod.key, code: code)
         pod.browserLeft(self)

@@ -40,39 +40,3 @@ struct FrameArena: ~Copyable {
         return SlabSlice(slab: Unmanaged.passUnretained(slab), start: UnsafeRawPointer(start), count: size)
     }
 }
-
-/// Reads the relay type of a server frame built by this process.
-enum ServerFrameInspector {
-    /// The `[type]` byte of an unmasked binary frame's payload, if any.
-    static func relayType(_ frame: SlabSlice) -> UInt8? {
-        guard frame.count >= 3 else { return nil }
-        let p = frame.start.assumingMemoryBound(to: UInt8.self)
-        guard p[0] & 0x0F == WebSocketOpcode.binary.rawValue else { return nil }   // not a relay frame (Close, Pong…)
-        let len = p[1] & 0x7F
-        let headerSize = len < 126 ? 2 : (len == 126 ? 4 : 10)
-        guard frame.count > headerSize else { return nil }
-        return p[headerSize]
-    }
-
-    /// How many whole server frames lie end to end in `run` (a queue entry
-    /// may be several coalesced frames).
-    static func frameCount(_ run: SlabSlice) -> Int {
-        let p = run.start.assumingMemoryBound(to: UInt8.self)
-        var offset = 0, frames = 0
-        while run.count - offset >= 2 {
-            let len = p[offset + 1] & 0x7F
-            var payload = Int(len), headerSize = 2
-            if len == 126 {
-                payload = Int(p[offset + 2]) << 8 | Int(p[offset + 3])
-                headerSize = 4
-            } else if len == 127 {
-                payload = 0
-                for i in 0..<8 { payload = payload << 8 | Int(p[offset + 2 + i]) }
-                headerSize = 10
-            }
-            offset += headerSize + payload
-            frames += 1
-        }
-        return frames
-    }
-}

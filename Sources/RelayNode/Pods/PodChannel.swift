@@ -57,7 +57,7 @@ final class PodChannel {
     func runnerJoined(_ r: RunnerSession) {
         if let old = runner {
             old.detached = true
-            old.ws.close(code: RelayClose.replaced.0, reason: RelayClose.replaced.1)
+            old.stream.close(code: RelayClose.replaced.0, reason: RelayClose.replaced.1)
         }
         let wasAway = runnerPaired && runner == nil
         runner = r
@@ -77,7 +77,7 @@ final class PodChannel {
         heldInput.removeAll()
         heldBytes = 0
         for f in held {
-            r.deliver(f)
+            r.deliver(held: f)
             f.release()
         }
         if inputPaused { resumeInput() }
@@ -104,27 +104,29 @@ final class PodChannel {
         defer { frame.release() }
         counters.add(counters.framesIn, 1)
         counters.add(counters.bytesIn, payload.count)
-        let kind = RelayFrameType(rawValue: type)
-        let replayable = kind?.isReplayable == true
-        switch kind {
+        let kind: MessageKind
+        switch RelayFrameType(rawValue: type) {
         case .snapshot?:
             snapshot?.release()
             frame.retain()
             snapshot = frame
             snapshotAfterSeq = lastSeq
+            kind = .snapshot
         case .acpSnapshot?:
             acpSnapshot?.release()
             frame.retain()
             acpSnapshot = frame
-        case _ where replayable:
+            kind = .snapshot
+        case let t? where t.isReplayable:
             lastSeq &+= 1
             ring.push(seq: lastSeq, frame: frame)
+            kind = .replayable
         default:
-            break        // forwarded, not kept (docs/protocol.md §5: unknown types go on)
+            kind = .other    // forwarded, not kept (docs/protocol.md §5: unknown types go on)
         }
         var delivered = 0
         for b in fanout {
-            if b._withUnsafeGuaranteedRef({ $0.deliver(frame, replayable: replayable) }) { delivered &+= 1 }
+            if b._withUnsafeGuaranteedRef({ $0.deliver(frame, kind: kind) }) { delivered &+= 1 }
         }
         counters.add(counters.deliveries, delivered)
         counters.add(counters.bytesOut, delivered &* frame.count)
@@ -134,11 +136,11 @@ final class PodChannel {
 
     func browserJoined(_ b: BrowserSession) {
         guard !ended else {
-            b.ws.close(code: RelayClose.runnerGone.0, reason: RelayClose.runnerGone.1)
+            b.stream.close(code: RelayClose.runnerGone.0, reason: RelayClose.runnerGone.1)
             return
         }
         if browsers.count >= hub.settings.maxBrowsers {
-            b.ws.close(code: RelayClose.maxSubscribers.0, reason: RelayClose.maxSubscribers.1)
+            b.stream.close(code: RelayClose.maxSubscribers.0, reason: RelayClose.maxSubscribers.1)
             return
         }
         browsers.append(b)
@@ -149,7 +151,7 @@ final class PodChannel {
             r.pendingTimer?.cancel()
             r.pendingTimer = nil
         }
-        if inputPaused { b.ws.pauseReading() }
+        if inputPaused { b.stream.pauseReading() }
         attach(b)
         if runner == nil {
             if runnerPaired {
@@ -157,7 +159,7 @@ final class PodChannel {
             } else {
                 b.pendingTimer = loop.schedule(afterNanoseconds: hub.settings.pendingTimeout) { [unowned b] in
                     b.pendingTimer = nil
-                    b.ws.close(code: RelayClose.pendingTimeout.0, reason: RelayClose.pendingTimeout.1)
+                    b.stream.close(code: RelayClose.pendingTimeout.0, reason: RelayClose.pendingTimeout.1)
                 }
             }
         }
@@ -184,9 +186,10 @@ final class PodChannel {
         updateStats()
     }
 
-    /// A browser frame: refused for viewers, queued to the runner, or held
-    /// while the runner is away.
-    func browserSent(_ b: BrowserSession, type: UInt8, payload: UnsafeRawBufferPointer, frame: ReceivedFrame?) {
+    /// A browser message: refused for viewers, queued to the runner, or
+    /// held while the runner is away.
+    func browserSent(_ b: BrowserSession, _ message: ReceivedMessage) {
+        let type = message.payload[0]
         if !b.canWrite, let t = RelayFrameType(rawValue: type),
            t == .input || t == .resize || t == .resync || t == .acpCommand {
             hub.counters.add(hub.counters.refusedInput, 1)
@@ -194,21 +197,13 @@ final class PodChannel {
             return
         }
         hub.counters.add(hub.counters.framesIn, 1)
-        hub.counters.add(hub.counters.bytesIn, payload.count)
+        hub.counters.add(hub.counters.bytesIn, message.payload.count)
         if let r = runner {
-            // In place (zero copy) only when it will most likely leave this
-            // turn: a queued in-place frame pins the loop's shared read slab.
-            if let frame, r.ws.queuedBytes == 0 {
-                r.deliver(ServerFrame.inPlace(frame, opcode: .binary))
-            } else {
-                let copy = ServerFrame.copy(opcode: .binary, payload: payload)
-                r.deliver(copy.written)
-                copy.release()
-            }
-        } else if heldBytes + payload.count <= hub.settings.heldInputBytes {
-            let copy = ServerFrame.copy(opcode: .binary, payload: payload)
+            r.deliver(message)
+        } else if heldBytes + message.payload.count <= hub.settings.heldInputBytes {
+            let copy = Slab.copying(message.payload)
             heldInput.append(copy.written)         // keeps the count from copy
-            heldBytes += payload.count
+            heldBytes += message.payload.count
         } else {
             hub.counters.add(hub.counters.refusedInput, 1)
             b.sendErrorReply(code: 503, reason: "runner away: input buffer full")
@@ -220,14 +215,14 @@ final class PodChannel {
     func pauseInput() {
         guard !inputPaused else { return }
         inputPaused = true
-        for b in browsers { b.ws.pauseReading() }
-        runner?.ws.notifyWhenDrained()
+        for b in browsers { b.stream.pauseReading() }
+        runner?.stream.notifyWhenDrained()
     }
 
     func resumeInput() {
         guard inputPaused else { return }
         inputPaused = false
-        for b in browsers { b.ws.resumeReading() }
+        for b in browsers { b.stream.resumeReading() }
     }
 
     // MARK: Replay
@@ -238,8 +233,8 @@ final class PodChannel {
         if let r = b.resume, b.ext {
             let first = ring.firstSeq ?? (lastSeq &+ 1)
             if r.epoch == epoch && r.seq <= lastSeq && r.seq &+ 1 >= first {
-                ring.forEach(after: r.seq) { b.deliverForced($0.frame, replayable: true) }
-                b.sendExtension(RelayEnvelope.position(epoch: epoch, seq: lastSeq))
+                ring.forEach(after: r.seq) { b.deliverForced($0.frame, kind: .replayable) }
+                b.sendExtension(RelayEnvelope.position(epoch: epoch, seq: lastSeq), kind: .position)
                 return
             }
             // From the client's next frame; a seq from the future (or another
@@ -254,15 +249,15 @@ final class PodChannel {
     /// Position for extended clients). Without a Snapshot the whole ring, and
     /// the runner is asked for one (0x0A).
     func catchUp(_ b: BrowserSession) {
-        if let s = snapshot { b.deliverForced(s) }
-        if let a = acpSnapshot { b.deliverForced(a) }
-        ring.forEach(after: snapshot == nil ? 0 : snapshotAfterSeq) { b.deliverForced($0.frame, replayable: true) }
+        if let s = snapshot { b.deliverForced(s, kind: .snapshot) }
+        if let a = acpSnapshot { b.deliverForced(a, kind: .snapshot) }
+        ring.forEach(after: snapshot == nil ? 0 : snapshotAfterSeq) { b.deliverForced($0.frame, kind: .replayable) }
         // No Snapshot, or one whose following frames the ring no longer
         // holds: what was sent is the best available, and the runner is asked
         // for a fresh Snapshot to replace it.
         let stale = snapshot != nil && (ring.firstSeq ?? lastSeq &+ 1) > snapshotAfterSeq &+ 1
         if snapshot == nil || stale, let r = runner { r.sendRelayFrame([RelayFrameType.resync.rawValue]) }
-        b.sendExtension(RelayEnvelope.position(epoch: epoch, seq: lastSeq))
+        b.sendExtension(RelayEnvelope.position(epoch: epoch, seq: lastSeq), kind: .position)
     }
 
     // MARK: Relay-made frames
@@ -271,8 +266,8 @@ final class PodChannel {
     /// browser (or only the extended ones), like a runner frame.
     private func broadcastRelayFrame(_ bytes: [UInt8], extendedOnly: Bool = false, toRunner: Bool = false) {
         let slab = bytes.withUnsafeBytes { ServerFrame.copy(opcode: .binary, payload: $0) }
-        for b in browsers where b.ext || !extendedOnly { b.deliverForced(slab.written) }
-        if toRunner, let r = runner { r.ws.send(frame: slab.written, force: true) }
+        for b in browsers where b.ext || !extendedOnly { b.deliverForced(slab.written, kind: .other) }
+        if toRunner, let r = runner { _ = r.stream.send(slab.written, kind: .other, force: true, coalesce: false) }
         slab.release()
     }
 
@@ -286,7 +281,7 @@ final class PodChannel {
         r.pendingTimer?.cancel()
         r.pendingTimer = loop.schedule(afterNanoseconds: hub.settings.pendingTimeout) { [unowned r] in
             r.pendingTimer = nil
-            r.ws.close(code: RelayClose.pendingTimeout.0, reason: RelayClose.pendingTimeout.1)
+            r.stream.close(code: RelayClose.pendingTimeout.0, reason: RelayClose.pendingTimeout.1)
         }
     }
 
@@ -303,12 +298,12 @@ final class PodChannel {
         fanout.removeAll()
         for b in bs {
             b.pendingTimer?.cancel()
-            b.ws.close(code: browserClose.0, reason: browserClose.1)
+            b.stream.close(code: browserClose.0, reason: browserClose.1)
         }
         if let r = runner {
             runner = nil
             r.detached = true
-            r.ws.close(code: RelayClose.noSubscribers.0, reason: RelayClose.noSubscribers.1)
+            r.stream.close(code: RelayClose.noSubscribers.0, reason: RelayClose.noSubscribers.1)
         }
         for f in heldInput { f.release() }
         heldInput.removeAll()

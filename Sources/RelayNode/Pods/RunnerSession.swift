@@ -4,12 +4,11 @@ import Framing
 /// The runner (publisher) of a pod. Input to it is never dropped: when its
 /// queue is full the pod pauses reading from its browsers (TCP backpressure)
 /// until this queue drains.
-final class RunnerSession: WebSocketEndpoint {
+final class RunnerSession: MessageStreamEndpoint {
     let pod: PodChannel
     let ext: Bool
-    /// See `BrowserSession.ws`.
-    private var wsRef: Unmanaged<WebSocketConnection>! = nil
-    var ws: WebSocketConnection { wsRef.takeUnretainedValue() }
+    /// See `BrowserSession.stream`.
+    unowned(unsafe) var stream: (any MessageStream)! = nil
     var pendingTimer: LoopTimer?
     /// Set when the pod let go of this runner (replaced, or the pod ended).
     var detached = false
@@ -19,36 +18,40 @@ final class RunnerSession: WebSocketEndpoint {
         self.ext = ext
     }
 
-    /// Queues a browser frame; at the bound it is queued anyway and the
+    /// Queues a browser's message; at the bound it is queued anyway and the
     /// pod's browsers stop being read until this queue drains.
-    func deliver(_ frame: SlabSlice) {
-        if !ws.send(frame: frame) {
-            ws.send(frame: frame, force: true)
+    func deliver(_ message: ReceivedMessage) {
+        if !stream.forward(message, force: false) {
+            _ = stream.forward(message, force: true)
             pod.pauseInput()
         }
     }
 
-    func sendRelayFrame(_ bytes: [UInt8]) {
-        bytes.withUnsafeBytes { _ = ws.send(opcode: .binary, copying: $0, force: true) }
+    /// Input held while the runner was away (a copy of the message).
+    func deliver(held message: SlabSlice) {
+        deliver(ReceivedMessage(payload: message.bytes, isText: false, inPlace: nil))
     }
 
-    func webSocketOpened(_ ws: WebSocketConnection) {
-        wsRef = Unmanaged.passUnretained(ws)
+    func sendRelayFrame(_ bytes: [UInt8]) {
+        _ = stream.send(copying: bytes, force: true)
+    }
+
+    func streamOpened(_ stream: any MessageStream) {
+        self.stream = stream
         pod.hub.connectionOpened(.runner, pod: pod.key, ext: ext, readOnly: false)
         pod.runnerJoined(self)
     }
 
-    func webSocket(_ ws: WebSocketConnection, received opcode: WebSocketOpcode,
-                   payload: UnsafeRawBufferPointer, frame: ReceivedFrame?) {
-        guard !detached, opcode == .binary || opcode == .text, payload.count > 0 else { return }
-        pod.runnerSent(type: payload[0], payload: payload)
+    func stream(_ stream: any MessageStream, received message: ReceivedMessage) {
+        guard !detached, message.payload.count > 0 else { return }
+        pod.runnerSent(type: message.payload[0], payload: message.payload)
     }
 
-    func webSocketDrained(_ ws: WebSocketConnection) {
+    func streamDrained(_ stream: any MessageStream) {
         if !detached { pod.resumeInput() }
     }
 
-    func webSocketClosed(_ ws: WebSocketConnection, code: UInt16) {
+    func streamClosed(_ stream: any MessageStream, code: UInt16) {
         pendingTimer?.cancel()
         pod.hub.connectionClosed(.runner, pod: pod.key, code: code)
         if !detached { pod.runnerLeft(self) }

@@ -8,7 +8,7 @@ enum RouteDecision {
     case respond([UInt8])
     /// Upgrade to WebSocket on `loop` (the connection moves there first if
     /// it was accepted elsewhere); `makeEndpoint` runs on that loop.
-    case upgrade(on: EventLoop, maxMessageSize: Int, makeEndpoint: @Sendable () -> any WebSocketEndpoint)
+    case upgrade(on: EventLoop, maxMessageSize: Int, makeEndpoint: @Sendable () -> any MessageStreamEndpoint)
 }
 
 /// A new connection until its request head is complete: enforces the
@@ -71,7 +71,7 @@ final class HTTPServerConnection: ConnectionHandler {
     }
 
     private func upgrade(_ head: HTTPRequestHead, on target: EventLoop, maxMessageSize: Int,
-                         makeEndpoint: @escaping @Sendable () -> any WebSocketEndpoint, rest: SlabSlice) {
+                         makeEndpoint: @escaping @Sendable () -> any MessageStreamEndpoint, rest: SlabSlice) {
         let accept: String
         switch WebSocketHandshake.validate(head) {
         case .failure(let e):
@@ -117,12 +117,12 @@ final class HTTPServerConnection: ConnectionHandler {
 
     /// Sends the 101 response and installs the WebSocket on `connection`'s loop.
     static func finishUpgrade(_ connection: TCPConnection, accept: String, settings: WebSocketSettings,
-                              liveness: LivenessMonitor, endpoint: any WebSocketEndpoint, rest: SlabSlice) {
+                              liveness: LivenessMonitor, endpoint: any MessageStreamEndpoint, rest: SlabSlice) {
         connection.enqueue(copying: WebSocketHandshake.response(acceptValue: accept))
         let ws = WebSocketConnection(connection: connection, settings: settings, liveness: liveness)
         ws.endpoint = endpoint
         connection.handler = ws
-        endpoint.webSocketOpened(ws)
+        endpoint.streamOpened(ws)
         if rest.count > 0 && ws.isOpen { ws.feed(rest) }
     }
 

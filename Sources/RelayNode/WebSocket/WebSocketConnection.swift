@@ -8,13 +8,15 @@ struct WebSocketSettings: Sendable {
 
 /// An upgraded connection speaking RFC 6455 as the server: decodes client
 /// frames, answers pings, runs the close handshake and liveness pings, and
-/// hands complete messages to its endpoint.
-final class WebSocketConnection: ConnectionHandler {
+/// hands complete messages to its endpoint. As a `MessageStream` it queues
+/// the pod's frames by reference in its TCP connection's outbound queue,
+/// each tagged with its `MessageKind`.
+final class WebSocketConnection: ConnectionHandler, MessageStream {
     /// The connection owns this handler, so it outlives every call here;
     /// held unmanaged: no reference counting on the send path.
     private let connectionRef: Unmanaged<TCPConnection>
     var connection: TCPConnection { connectionRef.takeUnretainedValue() }
-    var endpoint: (any WebSocketEndpoint)?
+    var endpoint: (any MessageStreamEndpoint)?
     /// Held across endpoint callbacks, which never touch the decoder.
     @exclusivity(unchecked) private var decoder: WebSocketDecoder
 
@@ -43,27 +45,50 @@ final class WebSocketConnection: ConnectionHandler {
     var loop: EventLoop { connection.loop }
     var isOpen: Bool { state == .open }
 
-    // MARK: Sending
+    // MARK: Sending (MessageStream)
 
     /// Queues a ready server frame (retained). False when the outbound bound
     /// refused it or the connection is closing: the endpoint decides.
     @discardableResult @inline(__always)
-    func send(frame: SlabSlice, force: Bool = false, coalesce: Bool = false) -> Bool {
+    func send(_ frame: SlabSlice, kind: MessageKind, force: Bool, coalesce: Bool) -> Bool {
         guard state == .open else { return false }
-        return connectionRef._withUnsafeGuaranteedRef { $0.enqueue(frame, force: force, coalesce: coalesce) }
+        return connectionRef._withUnsafeGuaranteedRef { $0.enqueue(frame, tag: kind.rawValue, force: force, coalesce: coalesce) }
     }
 
-    /// Copies `payload` into a new frame and queues it.
+    /// Copies `message` into a new binary frame and queues it.
     @discardableResult
-    func send(opcode: WebSocketOpcode, copying payload: UnsafeRawBufferPointer, force: Bool = false) -> Bool {
+    func send(copying message: UnsafeRawBufferPointer, kind: MessageKind, force: Bool) -> Bool {
+        send(opcode: .binary, copying: message, kind: kind, force: force)
+    }
+
+    @discardableResult
+    func send(opcode: WebSocketOpcode, copying payload: UnsafeRawBufferPointer, kind: MessageKind = .other, force: Bool = false) -> Bool {
         guard state == .open else { return false }
         let slab = ServerFrame.copy(opcode: opcode, payload: payload)
         defer { slab.release() }
-        return connection.enqueue(slab.written, force: force)
+        return connection.enqueue(slab.written, tag: kind.rawValue, force: force)
+    }
+
+    /// A client's message as a server frame: re-encoded in place inside the
+    /// read slab when it was one whole frame there and will most likely
+    /// leave this turn (a queued in-place frame pins the loop's shared read
+    /// slab), else copied.
+    func forward(_ message: ReceivedMessage, force: Bool) -> Bool {
+        guard state == .open else { return false }
+        let opcode: WebSocketOpcode = message.isText ? .text : .binary
+        if let frame = message.inPlace, connection.queuedBytes == 0 {
+            return connection.enqueue(ServerFrame.inPlace(frame, opcode: opcode), force: force)
+        }
+        return send(opcode: opcode, copying: message.payload, force: force)
+    }
+
+    func dropQueued(where drop: (MessageKind, Int) -> Bool) -> Int {
+        connection.dropQueued { tag, count in drop(MessageKind(rawValue: tag) ?? .other, count) }
     }
 
     func pauseReading() { connection.pauseReading() }
     func resumeReading() { connection.resumeReading() }
+    var isReadingPaused: Bool { connection.isReadingPaused }
     func notifyWhenDrained() { connection.notifyWhenDrained() }
     var queuedBytes: Int { connection.queuedBytes }
 
@@ -136,7 +161,7 @@ final class WebSocketConnection: ConnectionHandler {
                     frame = ReceivedFrame(slab: bytes.slab, payloadStart: UnsafeRawPointer(base + payloadOffset),
                                           payloadCount: payload.count, headerRoom: payloadOffset - frameStart)
                 }
-                endpoint.webSocket(self, received: opcode, payload: payload, frame: frame)
+                endpoint.stream(self, received: ReceivedMessage(payload: payload, isText: opcode == .text, inPlace: frame))
             case .ping(let payload):
                 if state == .open { sendControl(.pong, Array(payload)) }
             case .pong:
@@ -170,7 +195,7 @@ final class WebSocketConnection: ConnectionHandler {
     }
 
     func connectionDrained(_ c: TCPConnection) {
-        if state == .open { endpoint?.webSocketDrained(self) }
+        if state == .open { endpoint?.streamDrained(self) }
     }
 
     func connectionClosed(_ c: TCPConnection, error: SystemError?) {
@@ -179,6 +204,6 @@ final class WebSocketConnection: ConnectionHandler {
         closeTimer?.cancel()
         let e = endpoint
         endpoint = nil
-        e?.webSocketClosed(self, code: closeCode)
+        e?.streamClosed(self, code: closeCode)
     }
 }

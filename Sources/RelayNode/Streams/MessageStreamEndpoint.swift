@@ -1,0 +1,18 @@
+/// What a message stream carries messages for (a runner, a browser, the
+/// echo test endpoint). Calls come on the stream's loop.
+protocol MessageStreamEndpoint: AnyObject {
+    /// The stream is open (for a WebSocket: the upgrade response is queued);
+    /// messages may follow at once.
+    func streamOpened(_ stream: any MessageStream)
+    /// A complete message; see `ReceivedMessage` for how long it is valid.
+    func stream(_ stream: any MessageStream, received message: ReceivedMessage)
+    /// The outbound queue drained after a refused send (or `notifyWhenDrained`).
+    func streamDrained(_ stream: any MessageStream)
+    /// The stream is gone; `code` is the close code seen or sent (1006 if none).
+    func streamClosed(_ stream: any MessageStream, code: UInt16)
+}
+
+extension MessageStreamEndpoint {
+    func streamOpened(_ stream: any MessageStream) {}
+    func streamDrained(_ stream: any MessageStream) {}
+}
