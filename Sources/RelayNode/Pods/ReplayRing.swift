@@ -56,7 +56,7 @@ struct ReplayRing: ~Copyable {
         guard !isEmpty else { return }
         // Sequence numbers are consecutive within the ring: index directly.
         let first = entries[head].seq
-        let skip = after >= first ? Int(after - first + 1) : 0
+        let skip = after >= first ? Int(min(after - first + 1, UInt64(count))) : 0
         var i = head + skip
         while i < entries.count {
             body(entries[i])
