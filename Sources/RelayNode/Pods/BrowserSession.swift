@@ -15,9 +15,10 @@ final class BrowserSession: MessageStreamEndpoint {
     /// Resume point asked for (`?epoch=E&seq=N`), used once at attach.
     let resume: (epoch: UInt32, seq: UInt64)?
     /// The stream; it owns this session (as its endpoint) and outlives
-    /// every use here, which stops at `streamClosed`. unowned(unsafe), so
+    /// every use here, which stops at `streamClosed`. Held unmanaged, so
     /// the fan-out path does no reference counting.
-    unowned(unsafe) var stream: (any MessageStream)! = nil
+    private var streamRef: Unmanaged<MessageStream>! = nil
+    var stream: MessageStream { streamRef.takeUnretainedValue() }
 
     private(set) var lagged = false
     private var droppedWhileLagged: UInt64 = 0
@@ -45,7 +46,7 @@ final class BrowserSession: MessageStreamEndpoint {
         }
         // Replayable frames coalesce into runs in the queue: a lag drops a
         // run as a whole, and every frame of it is replayable.
-        if stream.send(frame, kind: kind, force: false, coalesce: replayable) { return true }
+        if streamRef._withUnsafeGuaranteedRef({ $0.send(frame, kind: kind, force: false, coalesce: replayable) }) { return true }
         if stream.isOpen { lag(droppedNow: replayable ? 1 : 0) }
         return false
     }
@@ -106,18 +107,18 @@ final class BrowserSession: MessageStreamEndpoint {
 
     // MARK: MessageStreamEndpoint
 
-    func streamOpened(_ stream: any MessageStream) {
-        self.stream = stream
+    func streamOpened(_ stream: MessageStream) {
+        streamRef = Unmanaged.passUnretained(stream)
         pod.hub.connectionOpened(.browser, pod: pod.key, ext: ext, readOnly: readOnly)
         pod.browserJoined(self)
     }
 
-    func stream(_ stream: any MessageStream, received message: ReceivedMessage) {
+    func stream(_ stream: MessageStream, received message: ReceivedMessage) {
         guard message.payload.count > 0 else { return }
         pod.browserSent(self, message)
     }
 
-    func streamDrained(_ stream: any MessageStream) {
+    func streamDrained(_ stream: MessageStream) {
         guard lagged else { return }
         lagged = false
         sendExtension(RelayEnvelope.lagged(droppedFrames: droppedWhileLagged))
@@ -126,7 +127,7 @@ final class BrowserSession: MessageStreamEndpoint {
         pod.catchUp(self)
     }
 
-    func streamClosed(_ stream: any MessageStream, code: UInt16) {
+    func streamClosed(_ stream: MessageStream, code: UInt16) {
         pendingTimer?.cancel()
         pod.hub.connectionClosed(.browser, pod: pod.key, code: code)
         pod.browserLeft(self)

@@ -8,7 +8,8 @@ final class RunnerSession: MessageStreamEndpoint {
     let pod: PodChannel
     let ext: Bool
     /// See `BrowserSession.stream`.
-    unowned(unsafe) var stream: (any MessageStream)! = nil
+    private var streamRef: Unmanaged<MessageStream>! = nil
+    var stream: MessageStream { streamRef.takeUnretainedValue() }
     var pendingTimer: LoopTimer?
     /// Set when the pod let go of this runner (replaced, or the pod ended).
     var detached = false
@@ -36,22 +37,22 @@ final class RunnerSession: MessageStreamEndpoint {
         _ = stream.send(copying: bytes, force: true)
     }
 
-    func streamOpened(_ stream: any MessageStream) {
-        self.stream = stream
+    func streamOpened(_ stream: MessageStream) {
+        streamRef = Unmanaged.passUnretained(stream)
         pod.hub.connectionOpened(.runner, pod: pod.key, ext: ext, readOnly: false)
         pod.runnerJoined(self)
     }
 
-    func stream(_ stream: any MessageStream, received message: ReceivedMessage) {
+    func stream(_ stream: MessageStream, received message: ReceivedMessage) {
         guard !detached, message.payload.count > 0 else { return }
         pod.runnerSent(type: message.payload[0], payload: message.payload)
     }
 
-    func streamDrained(_ stream: any MessageStream) {
+    func streamDrained(_ stream: MessageStream) {
         if !detached { pod.resumeInput() }
     }
 
-    func streamClosed(_ stream: any MessageStream, code: UInt16) {
+    func streamClosed(_ stream: MessageStream, code: UInt16) {
         pendingTimer?.cancel()
         pod.hub.connectionClosed(.runner, pod: pod.key, code: code)
         if !detached { pod.runnerLeft(self) }

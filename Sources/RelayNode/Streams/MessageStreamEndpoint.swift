@@ -3,16 +3,16 @@
 protocol MessageStreamEndpoint: AnyObject {
     /// The stream is open (for a WebSocket: the upgrade response is queued);
     /// messages may follow at once.
-    func streamOpened(_ stream: any MessageStream)
+    func streamOpened(_ stream: MessageStream)
     /// A complete message; see `ReceivedMessage` for how long it is valid.
-    func stream(_ stream: any MessageStream, received message: ReceivedMessage)
+    func stream(_ stream: MessageStream, received message: ReceivedMessage)
     /// The outbound queue drained after a refused send (or `notifyWhenDrained`).
-    func streamDrained(_ stream: any MessageStream)
+    func streamDrained(_ stream: MessageStream)
     /// The stream is gone; `code` is the close code seen or sent (1006 if none).
-    func streamClosed(_ stream: any MessageStream, code: UInt16)
+    func streamClosed(_ stream: MessageStream, code: UInt16)
 }
 
 extension MessageStreamEndpoint {
-    func streamOpened(_ stream: any MessageStream) {}
-    func streamDrained(_ stream: any MessageStream) {}
+    func streamOpened(_ stream: MessageStream) {}
+    func streamDrained(_ stream: MessageStream) {}
 }

@@ -10,14 +10,14 @@ final class EchoEndpoint: MessageStreamEndpoint {
     /// Autobahn's section 9 sends messages of up to 16 MiB.
     static let maxMessageSize = 64 << 20
 
-    func stream(_ stream: any MessageStream, received message: ReceivedMessage) {
+    func stream(_ stream: MessageStream, received message: ReceivedMessage) {
         if !stream.forward(message, force: false) {
             stream.pauseReading()
             _ = stream.forward(message, force: true)
         }
     }
 
-    func streamDrained(_ stream: any MessageStream) { stream.resumeReading() }
+    func streamDrained(_ stream: MessageStream) { stream.resumeReading() }
 
-    func streamClosed(_ stream: any MessageStream, code: UInt16) {}
+    func streamClosed(_ stream: MessageStream, code: UInt16) {}
 }

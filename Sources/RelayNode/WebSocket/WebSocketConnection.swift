@@ -11,7 +11,7 @@ struct WebSocketSettings: Sendable {
 /// hands complete messages to its endpoint. As a `MessageStream` it queues
 /// the pod's frames by reference in its TCP connection's outbound queue,
 /// each tagged with its `MessageKind`.
-final class WebSocketConnection: ConnectionHandler, MessageStream {
+final class WebSocketConnection: MessageStream, ConnectionHandler {
     /// The connection owns this handler, so it outlives every call here;
     /// held unmanaged: no reference counting on the send path.
     private let connectionRef: Unmanaged<TCPConnection>
@@ -39,25 +39,26 @@ final class WebSocketConnection: ConnectionHandler, MessageStream {
         self.liveness = liveness
         decoder = WebSocketDecoder(configuration: .init(expectMasked: true, maxMessageSize: settings.maxMessageSize))
         lastHeard = connection.loop.now()
+        super.init()
         liveness.add(self)
     }
 
-    var loop: EventLoop { connection.loop }
-    var isOpen: Bool { state == .open }
+    override var loop: EventLoop { connection.loop }
+    override var isOpen: Bool { state == .open }
 
     // MARK: Sending (MessageStream)
 
     /// Queues a ready server frame (retained). False when the outbound bound
     /// refused it or the connection is closing: the endpoint decides.
-    @discardableResult @inline(__always)
-    func send(_ frame: SlabSlice, kind: MessageKind, force: Bool, coalesce: Bool) -> Bool {
+    @discardableResult
+    override func send(_ frame: SlabSlice, kind: MessageKind, force: Bool, coalesce: Bool) -> Bool {
         guard state == .open else { return false }
         return connectionRef._withUnsafeGuaranteedRef { $0.enqueue(frame, tag: kind.rawValue, force: force, coalesce: coalesce) }
     }
 
     /// Copies `message` into a new binary frame and queues it.
     @discardableResult
-    func send(copying message: UnsafeRawBufferPointer, kind: MessageKind, force: Bool) -> Bool {
+    override func send(copying message: UnsafeRawBufferPointer, kind: MessageKind, force: Bool) -> Bool {
         send(opcode: .binary, copying: message, kind: kind, force: force)
     }
 
@@ -73,7 +74,7 @@ final class WebSocketConnection: ConnectionHandler, MessageStream {
     /// read slab when it was one whole frame there and will most likely
     /// leave this turn (a queued in-place frame pins the loop's shared read
     /// slab), else copied.
-    func forward(_ message: ReceivedMessage, force: Bool) -> Bool {
+    override func forward(_ message: ReceivedMessage, force: Bool) -> Bool {
         guard state == .open else { return false }
         let opcode: WebSocketOpcode = message.isText ? .text : .binary
         if let frame = message.inPlace, connection.queuedBytes == 0 {
@@ -82,19 +83,19 @@ final class WebSocketConnection: ConnectionHandler, MessageStream {
         return send(opcode: opcode, copying: message.payload, force: force)
     }
 
-    func dropQueued(where drop: (MessageKind, Int) -> Bool) -> Int {
+    override func dropQueued(where drop: (MessageKind, Int) -> Bool) -> Int {
         connection.dropQueued { tag, count in drop(MessageKind(rawValue: tag) ?? .other, count) }
     }
 
-    func pauseReading() { connection.pauseReading() }
-    func resumeReading() { connection.resumeReading() }
-    var isReadingPaused: Bool { connection.isReadingPaused }
-    func notifyWhenDrained() { connection.notifyWhenDrained() }
-    var queuedBytes: Int { connection.queuedBytes }
+    override func pauseReading() { connection.pauseReading() }
+    override func resumeReading() { connection.resumeReading() }
+    override var isReadingPaused: Bool { connection.isReadingPaused }
+    override func notifyWhenDrained() { connection.notifyWhenDrained() }
+    override var queuedBytes: Int { connection.queuedBytes }
 
     /// Starts the close handshake: our Close now, the TCP close when the
     /// peer answers (or after `closeTimeout`).
-    func close(code: UInt16, reason: String = "") {
+    override func close(code: UInt16, reason: String = "") {
         guard state == .open else { return }
         state = .closeSent
         closeCode = code
