@@ -1,17 +1,23 @@
 #!/usr/bin/env python3
 """Side-by-side benchmark: this relay against nats-server (WebSocket, no TLS),
-measured with the same client (`loadgen`) in one run on loopback.
+measured with the same client (`loadgen`) in one run on loopback; for the
+fan-out runs also against a minimal C WebSocket fan-out server
+(Benchmarks/reference/fanout_server.c) and the kernel floor (Benchmarks/floor).
 
 Usage: .venv/bin/python Benchmarks/compare.py [--quick]
 Writes Benchmarks/results/<date>-<host>.md and PNG plots beside it.
 Needs release builds of relay and loadgen (make bench builds them) and
-nats-server (installed with apt if absent).
+nats-server (installed with apt if absent); a C compiler and libcrypto
+(libssl-dev) for the C columns, which are left out without them.
+RELAY_BIN and LOADGEN_BIN override the binaries (default .build/release/…),
+C_BUILD_DIR where the C programs are built (default .build).
 """
 import argparse, datetime, json, os, platform, re, shutil, signal, socket, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RELAY = os.path.join(ROOT, ".build/release/relay")
-LOADGEN = os.path.join(ROOT, ".build/release/loadgen")
+RELAY = os.environ.get("RELAY_BIN") or os.path.join(ROOT, ".build/release/relay")
+LOADGEN = os.environ.get("LOADGEN_BIN") or os.path.join(ROOT, ".build/release/loadgen")
+C_BUILD = os.environ.get("C_BUILD_DIR") or os.path.join(ROOT, ".build")
 SECRET = "compare-secret"
 
 
@@ -41,7 +47,9 @@ MODERATE_RATE = 2000
 
 
 FLOOR_SRC = os.path.join(ROOT, "Benchmarks/floor/loopback_floor.c")
-FLOOR = os.path.join(ROOT, ".build/loopback_floor")
+FLOOR = os.path.join(C_BUILD, "loopback_floor")
+REFERENCE_SRC = os.path.join(ROOT, "Benchmarks/reference/fanout_server.c")
+REFERENCE = os.path.join(C_BUILD, "fanout_server")
 
 
 def build_floor():
@@ -50,7 +58,19 @@ def build_floor():
     cc = shutil.which("cc") or shutil.which("clang") or shutil.which("gcc")
     if cc is None:
         return False
+    os.makedirs(C_BUILD, exist_ok=True)
     return subprocess.run([cc, "-O2", "-pthread", "-o", FLOOR, FLOOR_SRC]).returncode == 0
+
+
+def build_reference():
+    """The minimal C WebSocket fan-out server (Benchmarks/reference): the
+    relay's work for `loadgen fanout` (upgrade, unmask, encode once, queue
+    references, one writev per connection per turn) and nothing more."""
+    cc = shutil.which("cc") or shutil.which("clang") or shutil.which("gcc")
+    if cc is None:
+        return False
+    os.makedirs(C_BUILD, exist_ok=True)
+    return subprocess.run([cc, "-O2", "-o", REFERENCE, REFERENCE_SRC, "-lcrypto"]).returncode == 0
 
 
 def floor(args, duration):
@@ -79,6 +99,13 @@ def start_relay():
     return p, port
 
 
+def start_reference():
+    port = free_port()
+    p = subprocess.Popen([REFERENCE, str(port)], stderr=subprocess.DEVNULL, start_new_session=True)
+    wait_port(port)
+    return p, port
+
+
 def start_nats(tmp):
     port, ws = free_port(), free_port()
     conf = os.path.join(tmp, "nats.conf")
@@ -91,11 +118,18 @@ def start_nats(tmp):
     return p, ws
 
 
+# The loadgen --target each measured server is driven as: the C reference
+# speaks the relay's paths and frames.
+LOADGEN_TARGET = {"ref": "relay"}
+
+
 def loadgen(scenario, target, port, pid, args, duration, tmp):
     out = os.path.join(tmp, f"{scenario}-{target}-{time.time_ns()}.json")
-    cmd = [LOADGEN, scenario, "--target", target, "--url", f"ws://127.0.0.1:{port}", "--secret", SECRET,
+    kind = LOADGEN_TARGET.get(target, target)
+    cmd = [LOADGEN, scenario, "--target", kind, "--url", f"ws://127.0.0.1:{port}", "--secret", SECRET,
            "--server-pid", str(pid), "--duration", str(duration), "--json", out, "--quiet"] + args
-    log(" ".join(os.path.basename(c) if c == LOADGEN else c for c in cmd[:2] + cmd[3:5] + args))
+    log(" ".join(os.path.basename(c) if c == LOADGEN else c for c in cmd[:2] + cmd[3:5] + args)
+        + ("" if kind == target else f"  (the C reference, {REFERENCE})"))
     r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
     try:
         with open(out) as f:
@@ -154,14 +188,25 @@ def main():
         servers.extend([relay, nats])
         targets.clear()
         targets.update({"relay": (relay_port, relay.pid), "nats": (nats_port, nats.pid)})
+        if have_ref:
+            ref, ref_port = start_reference()
+            servers.append(ref)
+            targets["ref"] = (ref_port, ref.pid)
 
     targets = {}
 
     have_floor = build_floor()
+    have_ref = build_reference()
+    if not have_ref:
+        log("could not build Benchmarks/reference/fanout_server.c (cc, libssl-dev?): no C reference column")
+    # The fan-out throughput runs also measure the C reference server.
+    fanout_targets = ("relay", "nats", "ref")
 
     def run(name, scenario, args, targets_used=("relay", "nats"), duration=d, floor_args=None):
         row = {"name": name}
         for t in targets_used:
+            if t not in targets:
+                continue
             port, pid = targets[t]
             row[t] = loadgen(scenario, t, port, pid, args, duration, tmp)
         if floor_args and have_floor:
@@ -181,12 +226,12 @@ def main():
             # 134 B on the wire: 128 B payload + 6 B of masked client header.
             run(f"fanout 1→100, 128 B, window {w}", "fanout",
                 ["--pods", "1", "--subscribers", "100", "--size", "128", "--max", "--window", str(w)],
-                floor_args=["100", str(w), "134"])
+                targets_used=fanout_targets, floor_args=["100", str(w), "134"])
         # Deliveries/s against fan-out, 32 in flight: 1→10, (1→100 above), 1→1000.
         for n in (10, 1000):
             run(f"fanout 1→{n}, 128 B, window 32", "fanout",
                 ["--pods", "1", "--subscribers", str(n), "--size", "128", "--max", "--window", "32"],
-                floor_args=[str(n), "32", "134"])
+                targets_used=fanout_targets, floor_args=[str(n), "32", "134"])
         fanouts = [r for r in results if r["name"].startswith("fanout 1→100, 128 B, window")]
         peak = max(r["relay"].get("deliveries_per_s", 0) for r in fanouts)
         rate = max(1, int(peak / 100 / 2))
@@ -225,8 +270,14 @@ def write_report(results, windows, m, elapsed, quick):
              "The kernel floor is `Benchmarks/floor/loopback_floor.c`: the same syscalls from C "
              "(writes of the same bursts to the same number of loopback sockets, a reader thread; or "
              "a C echo server and client) with no protocol work at all: what this machine's loopback TCP allows.", "",
-             "| scenario | relay deliveries/s | nats deliveries/s | relay ÷ nats | kernel floor (C) /s | relay ÷ floor | relay p50/p99 µs | nats p50/p99 µs | relay reach | relay CPU µs/delivery | nats CPU µs/delivery | loadgen CPU (relay run) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "The C reference (fan-out throughput runs only) is `Benchmarks/reference/fanout_server.c`: a "
+             "single-threaded epoll WebSocket server doing the relay's work for `loadgen fanout` (upgrade, pod "
+             "from the token, unmask, encode each message once into a refcounted buffer, queue a reference per "
+             "browser, one `writev` per connection per loop turn) with none of its other duties (no signature "
+             "check, replay, lag policy or extension frames), driven by the same `loadgen --target relay` "
+             "command lines: what the same work costs with no abstraction.", "",
+             "| scenario | relay deliveries/s | nats deliveries/s | relay ÷ nats | kernel floor (C) /s | relay ÷ floor | C reference /s | relay ÷ C reference | relay p50/p99 µs | nats p50/p99 µs | C reference p50/p99 µs | relay reach | relay CPU µs/delivery | nats CPU µs/delivery | C reference CPU µs/delivery | loadgen CPU (relay run) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         a, b = r.get("relay", {}), r.get("nats")
         ra = a.get("deliveries_per_s")
@@ -240,12 +291,19 @@ def write_report(results, windows, m, elapsed, quick):
         err = "" if a.get("ok", True) else f" **relay failed: {a.get('error', '')[:120]}**"
         if b is not None and not b.get("ok", True):
             err += f" **nats failed: {b.get('error', '')[:120]}**"
+        c = r.get("ref")
+        if c is not None and not c.get("ok", True):
+            err += f" **C reference failed: {c.get('error', '')[:120]}**"
+        rc = c.get("deliveries_per_s") if c else None
+        of_ref = f"{ra / rc:.2f}×" if ra and rc else "-"
+        lc = (c or {}).get("latency_us", {})
         fl = r.get("floor")
         of_floor = f"{100 * ra / fl:.0f}%" if ra and fl else "-"
-        lines.append(f"| {r['name']}{extra}{err} | {fmt(ra)} | {fmt(rb)} | {ratio} | {fmt(fl)} | {of_floor} | {la.get('p50', '-')}/{la.get('p99', '-')} | "
-                     f"{lb.get('p50', '-') if b else '-'}/{lb.get('p99', '-') if b else '-'} | {(fmt(100 * a['reach'], 2) + '%') if a.get('expected') else '-'} | "
+        lines.append(f"| {r['name']}{extra}{err} | {fmt(ra)} | {fmt(rb)} | {ratio} | {fmt(fl)} | {of_floor} | {fmt(rc)} | {of_ref} | {la.get('p50', '-')}/{la.get('p99', '-')} | "
+                     f"{lb.get('p50', '-') if b else '-'}/{lb.get('p99', '-') if b else '-'} | "
+                     f"{lc.get('p50', '-') if c else '-'}/{lc.get('p99', '-') if c else '-'} | {(fmt(100 * a['reach'], 2) + '%') if a.get('expected') else '-'} | "
                      f"{fmt(a.get('server_cpu_us_per_delivery'), 3)} | {fmt((b or {}).get('server_cpu_us_per_delivery'), 3)} | "
-                     f"{fmt(a.get('client_cpu_percent'))}% |")
+                     f"{fmt((c or {}).get('server_cpu_us_per_delivery'), 3)} | {fmt(a.get('client_cpu_percent'))}% |")
     # The per-bucket histograms are for merging worker processes, not for reading.
     raw = [{k: ({kk: vv for kk, vv in v.items() if kk != "latency_histogram"} if isinstance(v, dict) else v)
             for k, v in r.items()} for r in results]
@@ -255,10 +313,11 @@ def write_report(results, windows, m, elapsed, quick):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         def rate_plot(xs, rows, xlabel, path):
-            """Deliveries/s of relay, nats and the floor against `xs` (one row each)."""
+            """Deliveries/s of relay, nats, the C reference and the floor against `xs` (one row each)."""
             fig, ax = plt.subplots(figsize=(7, 4))
-            for t in ("relay", "nats"):
-                ax.plot(xs, [r[t].get("deliveries_per_s", 0) / 1e6 for r in rows], marker="o", label=t)
+            for t, label in (("relay", "relay"), ("nats", "nats"), ("ref", "C reference (fanout_server.c)")):
+                if all(t in r for r in rows):
+                    ax.plot(xs, [r[t].get("deliveries_per_s", 0) / 1e6 for r in rows], marker="o", label=label)
             if all(r.get("floor") for r in rows):
                 ax.plot(xs, [r["floor"] / 1e6 for r in rows], linestyle="--", color="gray",
                         label="kernel floor (C, syscalls only)")
