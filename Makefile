@@ -22,6 +22,7 @@ run: build
 test: setup
 	swift build --build-tests
 	swift test --skip-build --no-parallel
+	scripts/tsan.sh
 	swift build -c release --product relay
 	swift build -c release --product loadgen
 	$(PYTEST) -q Tests/integration

@@ -1,6 +1,5 @@
 import Glibc
 import CReactor
-import Synchronization
 
 /// A multi-producer, single-consumer queue that wakes its consumer's loop
 /// through an `eventfd`: one `write` per batch (only the post that finds the
@@ -10,7 +9,7 @@ public final class Mailbox<Item: Sendable>: @unchecked Sendable {
         var items: [Item] = []
         var closed = false
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
     /// Written by producers, read by the consumer; closed by `close()`.
     public let eventFD: Int32
     /// Consumer-side spare array, swapped with the shared one so that

@@ -10,7 +10,7 @@ import Synchronization
 
 /// A flag set on one thread and awaited on another (polling, bounded).
 final class Flag: Sendable {
-    private let value = Mutex(false)
+    private let value = Locked(false)
     func set() { value.withLock { $0 = true } }
     var isSet: Bool { value.withLock { $0 } }
     /// Waits up to `seconds`; returns whether the flag was set.
@@ -26,7 +26,7 @@ final class Flag: Sendable {
 
 /// A counter shared between loops and the test thread.
 final class Counter: Sendable {
-    private let value = Mutex(0)
+    private let value = Locked(0)
     @discardableResult func add(_ n: Int = 1) -> Int { value.withLock { $0 += n; return $0 } }
     var current: Int { value.withLock { $0 } }
 }

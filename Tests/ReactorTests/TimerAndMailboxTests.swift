@@ -5,7 +5,7 @@ import Synchronization
 extension ReactorSuite {
 @Suite struct TimerAndMailboxTests {
     @Test func timersFireInDeadlineOrderAndCancelledOnesNever() throws {
-        let fired = Mutex<[Int]>([])
+        let fired = Locked<[Int]>([])
         let done = Flag()
         try withGroup(loops: 1) { group in
             let loop = group.loops[0]
@@ -39,7 +39,7 @@ extension ReactorSuite {
 
     @Test func mailboxFedFromFourThreadsDeliversEveryItemExactlyOnce() throws {
         let perThread = 50_000
-        let seen = Mutex<[Int]>([])
+        let seen = Locked<[Int]>([])
         let done = Flag()
         try withGroup(loops: 1) { group in
             let loop = group.loops[0]

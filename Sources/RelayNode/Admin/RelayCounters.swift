@@ -1,4 +1,5 @@
 import Synchronization
+import Reactor
 
 /// Counters of one loop, written by that loop (relaxed atomics: no
 /// contention, one add per frame, never per subscriber), read by /metrics
@@ -22,7 +23,7 @@ final class RelayCounters: Sendable {
     let lags = Atomic<Int>(0)
     let authFailures = Atomic<Int>(0)
     /// Close codes sent or seen, as (code, count) for the few codes that occur.
-    let closes = Mutex<[UInt16: Int]>([:])
+    let closes = Locked<[UInt16: Int]>([:])
 
     @inline(__always)
     func add(_ counter: borrowing Atomic<Int>, _ n: Int) {

@@ -51,13 +51,17 @@ final class RelayServer: @unchecked Sendable {
     }
 
     /// Binds the port (one listener per loop), hooks signals, starts the loops.
-    func start() throws {
+    /// `handlingSignals`: SIGINT/SIGTERM drain and stop the relay (a process
+    /// does; a test that runs a server in its own process does not).
+    func start(handlingSignals: Bool = true) throws {
         guard let group else { preconditionFailure("start() needs the server's own loop threads") }
         let address = try SocketAddress(host: settings.host, port: settings.port)
         port = try group.listen(on: address, outboundLimit: settings.outboundQueueBytes) { [unowned self] connection in
             accept(connection)
         }
-        try loops[0].handleSignals { [unowned self] signo in beginShutdown(signal: signo) }
+        if handlingSignals {
+            try loops[0].handleSignals { [unowned self] signo in beginShutdown(signal: signo) }
+        }
         group.start()
         logger.notice("relay listening", metadata: [
             "address": "\(address.family == AF_INET6 ? "[\(settings.host)]" : settings.host):\(port)",
@@ -81,6 +85,9 @@ final class RelayServer: @unchecked Sendable {
         }
         loops[0].schedule(afterNanoseconds: settings.shutdownGrace) { [unowned self] in stopLoops() }
     }
+
+    /// Any thread: stops every loop (each closes what it owns).
+    func stop() { stopLoops() }
 
     private func stopLoops() {
         for loop in loops { loop.stop() }
