@@ -41,6 +41,12 @@ public struct WebSocketDecoder: ~Copyable {
         maxMessageSize = configuration.maxMessageSize
     }
 
+    /// The protocol error the decoder stopped at, if any.
+    public var failure: WebSocketDecodeError? {
+        if case .failed(let f) = phase { return f.error }
+        return nil
+    }
+
     /// Heap bytes currently held for incomplete frames and messages; 0 when idle.
     public var bufferedCapacity: Int { message.capacity + control.capacity }
 

@@ -19,7 +19,8 @@ extension WebSocketClientDelegate {
 
 /// A client-side RFC 6455 connection on the Reactor (for `relay attach` and
 /// `loadgen`): sends the upgrade request, checks the 101 and the accept
-/// value, then masks what it sends and decodes what the server sends.
+/// value, then masks what it sends; what the server sends goes through the
+/// same `WebSocketSession` as the relay's own server side.
 public final class WebSocketClient: ConnectionHandler {
     public private(set) var connection: TCPConnection!
     /// Strong, and dropped when the connection closes (which breaks the
@@ -31,16 +32,16 @@ public final class WebSocketClient: ConnectionHandler {
     private var key = ""
     private var response: [UInt8] = []
     /// Held across delegate callbacks, which never touch it.
-    @exclusivity(unchecked) private var decoder: WebSocketDecoder
-    private enum State { case connecting, handshaking, open, closing, closed }
-    /// Read per message while decoding: no runtime exclusivity check.
-    @exclusivity(unchecked) private var state = State.connecting
-    private var closeCode: UInt16?
+    @exclusivity(unchecked) private var session: WebSocketSession
+    /// Before the upgrade completes; then the session's state is the state.
+    private enum Handshake { case connecting, handshaking, done, failed }
+    @exclusivity(unchecked) private var handshake = Handshake.connecting
+    private var failure: String?
     /// xorshift64 state for mask keys (a client need not use a CSPRNG for
     /// masking against its own relay; the key only has to vary).
     private var maskState: UInt64
 
-    public var isOpen: Bool { state == .open }
+    public var isOpen: Bool { handshake == .done && session.state == .open }
     /// When the bytes being delivered were read (one clock read per read,
     /// not per message: latency measurement without a syscall per message).
     @exclusivity(unchecked) private var readNanos: UInt64 = 0
@@ -51,7 +52,7 @@ public final class WebSocketClient: ConnectionHandler {
     private init(url: WebSocketURL, headers: [(String, String)], maxMessageSize: Int) {
         self.url = url
         extraHeaders = headers
-        decoder = WebSocketDecoder(configuration: .init(expectMasked: false, maxMessageSize: maxMessageSize))
+        session = WebSocketSession(expectMasked: false, maxMessageSize: maxMessageSize)
         maskState = UInt64.random(in: 1...UInt64.max)
     }
 
@@ -82,7 +83,7 @@ public final class WebSocketClient: ConnectionHandler {
     /// refused (outbound bound, or not open).
     @discardableResult
     public func send(_ opcode: WebSocketOpcode = .binary, _ payload: UnsafeRawBufferPointer, force: Bool = false) -> Bool {
-        guard state == .open || (state == .closing && opcode == .close) else { return false }
+        guard handshake == .done, session.state == .open || (session.state == .closing && opcode == .close) else { return false }
         let size = WebSocketEncoder.clientFrameSize(payloadLength: payload.count)
         let slab = Slab.allocate(capacity: size)
         defer { slab.release() }
@@ -97,12 +98,11 @@ public final class WebSocketClient: ConnectionHandler {
 
     /// Sends Close; the server answers and closes the TCP connection.
     public func close(code: UInt16 = WebSocketCloseCode.normal, reason: String = "") {
-        guard state == .open else {
-            if state != .closed { connection.close() }
+        guard handshake == .done, let payload = session.close(code: code, reason: reason) else {
+            if session.state != .closed { connection.close() }
             return
         }
-        state = .closing
-        send(.close, bytes: WebSocketEncoder.closePayload(code: code, reason: reason), force: true)
+        send(.close, bytes: payload, force: true)
         // Give the server a moment to answer, then drop.
         connection.loop.schedule(afterNanoseconds: 2_000_000_000) { [weak self] in self?.connection?.close() }
     }
@@ -117,13 +117,13 @@ public final class WebSocketClient: ConnectionHandler {
         head += "Sec-WebSocket-Key: \(key)\r\nSec-WebSocket-Version: 13\r\n"
         for (k, v) in extraHeaders { head += "\(k): \(v)\r\n" }
         head += "\r\n"
-        state = .handshaking
+        handshake = .handshaking
         c.enqueue(copying: Array(head.utf8))
     }
 
     public func connectionRead(_ c: TCPConnection, _ bytes: SlabSlice) {
         readNanos = MonotonicClock.now()
-        if state == .handshaking {
+        if handshake == .handshaking {
             response += bytes.bytes
             guard let end = Self.headEnd(response) else {
                 if response.count > 16384 { fail("handshake response too large") }
@@ -144,18 +144,18 @@ public final class WebSocketClient: ConnectionHandler {
                 fail("bad Sec-WebSocket-Accept")
                 return
             }
-            state = .open
+            handshake = .done
             let rest = Array(response[(end + 4)...])
             response = []
             delegate?.clientOpened(self)
-            if !rest.isEmpty && state == .open {
+            if !rest.isEmpty && isOpen {
                 let copy = Slab.copying(rest)
                 defer { copy.release() }
                 feed(copy.written)
             }
             return
         }
-        guard state == .open || state == .closing else { return }
+        guard handshake == .done else { return }
         feed(bytes)
     }
 
@@ -163,29 +163,26 @@ public final class WebSocketClient: ConnectionHandler {
         let input = UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(mutating: bytes.start), count: bytes.count)
         // One reference to the delegate per read, not one per message.
         let receiver = delegate
-        let error = decoder.feed(input) { event in
-            switch event {
-            case .message(let opcode, let payload, _):
-                if state == .open { receiver?.client(self, received: opcode, payload: payload) }
-            case .ping(let payload):
-                send(.pong, payload, force: true)
-            case .pong:
-                break
-            case .close(let code, _):
-                closeCode = code
-                if state == .open {
-                    state = .closing
-                    send(.close, bytes: code.map { WebSocketEncoder.closePayload(code: $0, reason: "") } ?? [], force: true)
-                }
+        session.receive(input) { action in
+            switch action {
+            case .deliver(let opcode, let payload, _):
+                receiver?.client(self, received: opcode, payload: payload)
+            case .send(let opcode, let payload):
+                send(opcode, payload, force: true)
+            case .closeTransport:
                 connection.close(afterFlush: true)
             }
         }
-        if let error { fail("protocol error from server: \(error.reason) (\(error.closeCode))") }
+        if let error = session.error, failure == nil {
+            failure = "protocol error from server: \(error.reason) (\(error.closeCode))"
+        }
     }
 
+    /// The handshake failed: closed at once, reported as an error.
     private func fail(_ message: String) {
         let d = delegate
-        state = .closed
+        handshake = .failed
+        session.transportClosed()
         connection.close()
         delegate = nil
         d?.clientClosed(self, code: nil, error: message)
@@ -194,12 +191,13 @@ public final class WebSocketClient: ConnectionHandler {
     public func connectionDrained(_ c: TCPConnection) { delegate?.clientDrained(self) }
 
     public func connectionClosed(_ c: TCPConnection, error: SystemError?) {
-        guard state != .closed else { return }
-        let wasOpen = state == .open || state == .closing
-        state = .closed
+        guard handshake != .failed, session.state != .closed || handshake != .done else { return }
+        let wasOpen = handshake == .done
+        session.transportClosed()
         let d = delegate
         delegate = nil
-        d?.clientClosed(self, code: closeCode, error: wasOpen ? nil : (error.map { "\($0)" } ?? "connection closed during handshake"))
+        let message = wasOpen ? failure : (error.map { "\($0)" } ?? "connection closed during handshake")
+        d?.clientClosed(self, code: session.peerCloseCode, error: message)
     }
 
     static func headEnd(_ b: [UInt8]) -> Int? {

@@ -6,9 +6,11 @@ struct WebSocketSettings: Sendable {
     var maxMessageSize = 4 << 20
 }
 
-/// An upgraded connection speaking RFC 6455 as the server: decodes client
-/// frames, answers pings, runs the close handshake and liveness pings, and
-/// hands complete messages to its endpoint. As a `MessageStream` it queues
+/// An upgraded connection speaking RFC 6455 as the server: its
+/// `WebSocketSession` decodes client frames, answers pings and runs the
+/// close handshake; this class carries that out on its TCP connection, adds
+/// liveness pings and the close timeout, and hands complete messages to its
+/// endpoint. As a `MessageStream` it queues
 /// the pod's frames by reference in its TCP connection's outbound queue,
 /// each tagged with its `MessageKind`.
 final class WebSocketConnection: MessageStream, ConnectionHandler {
@@ -17,16 +19,13 @@ final class WebSocketConnection: MessageStream, ConnectionHandler {
     private let connectionRef: Unmanaged<TCPConnection>
     var connection: TCPConnection { connectionRef.takeUnretainedValue() }
     var endpoint: (any MessageStreamEndpoint)?
-    /// Held across endpoint callbacks, which never touch the decoder.
-    @exclusivity(unchecked) private var decoder: WebSocketDecoder
-
-    // Small fields together (every idle connection carries them); the close
-    // timeout is the loop's, in the liveness monitor, not a copy per connection.
-    /// `closeSent`: closing — our Close is out, or the peer half-closed
-    /// (TCP FIN): either way nothing more is sent to it but what is queued.
-    private enum State: UInt8 { case open, closeSent, closed }
-    private var state = State.open
-    private var closeCode: UInt16 = WebSocketCloseCode.abnormal
+    /// Held across endpoint callbacks, which never touch it; read on the
+    /// send path (its state): no runtime exclusivity checks. `closing`: our
+    /// Close is out, or the peer's came, or the peer half-closed (TCP FIN):
+    /// nothing more is sent but what is queued.
+    @exclusivity(unchecked) private var session: WebSocketSession
+    // The close timeout is the loop's, in the liveness monitor, not a copy
+    // per connection (every idle connection carries these fields).
     /// Position in the loop's liveness monitor (-1: not in it).
     var livenessIndex: Int32 = -1
     private var lastHeard: UInt64
@@ -37,14 +36,14 @@ final class WebSocketConnection: MessageStream, ConnectionHandler {
     init(connection: TCPConnection, settings: WebSocketSettings, liveness: LivenessMonitor) {
         connectionRef = Unmanaged.passUnretained(connection)
         self.liveness = liveness
-        decoder = WebSocketDecoder(configuration: .init(expectMasked: true, maxMessageSize: settings.maxMessageSize))
+        session = WebSocketSession(expectMasked: true, maxMessageSize: settings.maxMessageSize)
         lastHeard = connection.loop.now()
         super.init()
         liveness.add(self)
     }
 
     override var loop: EventLoop { connection.loop }
-    override var isOpen: Bool { state == .open }
+    override var isOpen: Bool { session.state == .open }
 
     // MARK: Sending (MessageStream)
 
@@ -52,7 +51,7 @@ final class WebSocketConnection: MessageStream, ConnectionHandler {
     /// refused it or the connection is closing: the endpoint decides.
     @discardableResult
     override func send(_ frame: SlabSlice, kind: MessageKind, force: Bool, coalesce: Bool) -> Bool {
-        guard state == .open else { return false }
+        guard session.state == .open else { return false }
         return connectionRef._withUnsafeGuaranteedRef { $0.enqueue(frame, tag: kind.rawValue, force: force, coalesce: coalesce) }
     }
 
@@ -64,7 +63,7 @@ final class WebSocketConnection: MessageStream, ConnectionHandler {
 
     @discardableResult
     func send(opcode: WebSocketOpcode, copying payload: UnsafeRawBufferPointer, kind: MessageKind = .other, force: Bool = false) -> Bool {
-        guard state == .open else { return false }
+        guard session.state == .open else { return false }
         let slab = ServerFrame.copy(opcode: opcode, payload: payload)
         defer { slab.release() }
         return connection.enqueue(slab.written, tag: kind.rawValue, force: force)
@@ -75,7 +74,7 @@ final class WebSocketConnection: MessageStream, ConnectionHandler {
     /// leave this turn (a queued in-place frame pins the loop's shared read
     /// slab), else copied.
     override func forward(_ message: ReceivedMessage, force: Bool) -> Bool {
-        guard state == .open else { return false }
+        guard session.state == .open else { return false }
         let opcode: WebSocketOpcode = message.isText ? .text : .binary
         if let frame = message.inPlace, connection.queuedBytes == 0 {
             return connection.enqueue(ServerFrame.inPlace(frame, opcode: opcode), force: force)
@@ -96,22 +95,11 @@ final class WebSocketConnection: MessageStream, ConnectionHandler {
     /// Starts the close handshake: our Close now, the TCP close when the
     /// peer answers (or after `closeTimeout`).
     override func close(code: UInt16, reason: String = "") {
-        guard state == .open else { return }
-        state = .closeSent
-        closeCode = code
-        sendControl(.close, WebSocketEncoder.closePayload(code: code, reason: reason))
+        guard let payload = session.close(code: code, reason: reason) else { return }
+        sendControl(.close, payload)
         closeTimer = loop.schedule(afterNanoseconds: liveness.closeTimeout) { [unowned self] in
             connection.close()
         }
-    }
-
-    /// Fails the connection (RFC 6455 §7.1.7): our Close, then TCP close once it is written.
-    private func fail(code: UInt16, reason: String) {
-        guard state != .closed else { return }
-        if state == .open { sendControl(.close, WebSocketEncoder.closePayload(code: code, reason: reason)) }
-        state = .closeSent
-        closeCode = code
-        connection.close(afterFlush: true)
     }
 
     /// Close and Ping are queued past the bound (they are rare and must not
@@ -119,7 +107,11 @@ final class WebSocketConnection: MessageStream, ConnectionHandler {
     /// more answers (RFC 6455 §5.5.3 allows answering only the latest Ping),
     /// so it cannot grow our queue.
     private func sendControl(_ opcode: WebSocketOpcode, _ payload: [UInt8]) {
-        let slab = payload.withUnsafeBytes { ServerFrame.copy(opcode: opcode, payload: $0) }
+        payload.withUnsafeBytes { sendControl(opcode, $0) }
+    }
+
+    private func sendControl(_ opcode: WebSocketOpcode, _ payload: UnsafeRawBufferPointer) {
+        let slab = ServerFrame.copy(opcode: opcode, payload: payload)
         connection.enqueue(slab.written, force: opcode != .pong)
         slab.release()
     }
@@ -128,24 +120,23 @@ final class WebSocketConnection: MessageStream, ConnectionHandler {
 
     /// Called by the loop's liveness monitor once per interval.
     func checkLiveness(now: UInt64, interval: UInt64) {
-        guard state != .closed else { return }
+        guard session.state != .closed else { return }
         // While we hold its reading back (backpressure), its Pongs wait
         // unread in the kernel: that is not silence.
         if connection.isReadingPaused { lastHeard = now }
         if now &- lastHeard >= 2 * interval {
             // Half-open: nothing heard for two intervals.
-            closeCode = WebSocketCloseCode.abnormal
+            session.transportAbandoned()
             connection.close()
             return
         }
-        if state == .open { sendControl(.ping, []) }
+        if session.state == .open { sendControl(.ping, []) }
     }
 
     // MARK: ConnectionHandler
 
     func connectionRead(_ c: TCPConnection, _ bytes: SlabSlice) {
         lastHeard = loop.turnStart
-        guard state != .closed else { return }
         feed(bytes)
     }
 
@@ -153,58 +144,39 @@ final class WebSocketConnection: MessageStream, ConnectionHandler {
     func feed(_ bytes: SlabSlice) {
         let base = UnsafeMutableRawPointer(mutating: bytes.start)
         let input = UnsafeMutableRawBufferPointer(start: base, count: bytes.count)
-        let error = decoder.feed(input) { event in
-            switch event {
-            case .message(let opcode, let payload, let location):
-                guard state == .open, let endpoint else { return }
+        session.receive(input) { action in
+            switch action {
+            case .deliver(let opcode, let payload, let location):
+                guard let endpoint else { return }
                 var frame: ReceivedFrame? = nil
                 if case .input(let frameStart, let payloadOffset) = location {
                     frame = ReceivedFrame(slab: bytes.slab, payloadStart: UnsafeRawPointer(base + payloadOffset),
                                           payloadCount: payload.count, headerRoom: payloadOffset - frameStart)
                 }
                 endpoint.stream(self, received: ReceivedMessage(payload: payload, isText: opcode == .text, inPlace: frame))
-            case .ping(let payload):
-                if state == .open { sendControl(.pong, Array(payload)) }
-            case .pong:
-                break
-            case .close(let code, _):
-                receivedClose(code: code)
+            case .send(let opcode, let payload):
+                sendControl(opcode, payload)
+            case .closeTransport:
+                connection.close(afterFlush: true)
             }
-        }
-        if let error { fail(code: error.closeCode, reason: error.reason) }
-    }
-
-    private func receivedClose(code: UInt16?) {
-        switch state {
-        case .open:
-            // Echo the peer's code (RFC 6455 §5.5.1), then close the TCP connection.
-            closeCode = code ?? WebSocketCloseCode.noStatus
-            sendControl(.close, code.map { WebSocketEncoder.closePayload(code: $0, reason: "") } ?? [])
-            state = .closeSent
-            connection.close(afterFlush: true)
-        case .closeSent:
-            connection.close(afterFlush: true)
-        case .closed:
-            break
         }
     }
 
     func connectionReadEOF(_ c: TCPConnection) {
         // Leaving, not slow: the endpoint must not take refused sends for a lag.
-        if state == .open { state = .closeSent }
-        c.close(afterFlush: true)
+        if session.transportEnded() { c.close(afterFlush: true) }
     }
 
     func connectionDrained(_ c: TCPConnection) {
-        if state == .open { endpoint?.streamDrained(self) }
+        if session.state == .open { endpoint?.streamDrained(self) }
     }
 
     func connectionClosed(_ c: TCPConnection, error: SystemError?) {
-        state = .closed
+        session.transportClosed()
         liveness.remove(self)
         closeTimer?.cancel()
         let e = endpoint
         endpoint = nil
-        e?.streamClosed(self, code: closeCode)
+        e?.streamClosed(self, code: session.closeCode)
     }
 }
