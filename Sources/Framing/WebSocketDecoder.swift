@@ -124,17 +124,9 @@ public struct WebSocketDecoder: ~Copyable {
             let first = base.load(fromByteOffset: offset, as: UInt8.self)
             let second = base.load(fromByteOffset: offset + 1, as: UInt8.self)
             guard first == 0x80 | WebSocketOpcode.binary.rawValue, second & 0x80 == maskBit else { break }
-            var length = Int(second & 0x7F)
-            var headerSize = 2 + maskSize
-            if length == 126 {
-                guard end - offset >= 4 else { break }
-                length = Int(base.load(fromByteOffset: offset + 2, as: UInt8.self)) << 8
-                    | Int(base.load(fromByteOffset: offset + 3, as: UInt8.self))
-                guard length >= 126 else { break }        // not minimal: the general path rejects it
-                headerSize += 2
-            } else if length == 127 {
-                break
-            }
+            guard let (length, lengthBytes) = WebSocketFrameHeader.shortLength(second: second, at: base + offset, available: end - offset)
+            else { break }
+            let headerSize = 2 + lengthBytes + maskSize
             guard length <= maxMessageSize, end - offset >= headerSize + length else { break }
             let payload = UnsafeMutableRawBufferPointer(start: base + offset + headerSize, count: length)
             if expectMasked {

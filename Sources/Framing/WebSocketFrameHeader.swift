@@ -46,6 +46,21 @@ struct WebSocketFrameHeader {
         }
     }
 
+    /// The payload length when it is in the 7- or 16-bit form and minimal,
+    /// and how many length bytes follow the second byte (0 or 2); nil for
+    /// the 64-bit form, a non-minimal 16-bit length, or when the `available`
+    /// bytes at `bytes` (the header's first byte on) do not hold it yet.
+    /// The one place a short length is read: `parse` and the decoder's fast
+    /// path both use it.
+    @inline(__always)
+    static func shortLength(second: UInt8, at bytes: UnsafeRawPointer, available: Int) -> (length: Int, lengthBytes: Int)? {
+        let short = Int(second & 0x7F)
+        if short < 126 { return (short, 0) }
+        guard short == 126, available >= 4 else { return nil }
+        let wide = Int(bytes.load(fromByteOffset: 2, as: UInt8.self)) << 8 | Int(bytes.load(fromByteOffset: 3, as: UInt8.self))
+        return wide >= 126 ? (wide, 2) : nil
+    }
+
     /// Parses a complete header of `size(secondByte:)` bytes whose leading
     /// bytes already passed `checkLeadingBytes`.
     static func parse(_ bytes: UnsafeRawPointer) throws(WebSocketDecodeFailure) -> WebSocketFrameHeader {
@@ -55,9 +70,8 @@ struct WebSocketFrameHeader {
         var length: Int
         switch second & 0x7F {
         case 126:
-            let wide = UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
-            guard wide >= 126 else { throw .nonMinimalLength }
-            length = Int(wide)
+            guard let (short, _) = shortLength(second: second, at: bytes, available: 4) else { throw .nonMinimalLength }
+            length = short
             offset = 4
         case 127:
             let wide = UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 2, as: UInt64.self))
