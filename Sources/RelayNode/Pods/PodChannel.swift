@@ -11,25 +11,15 @@ final class PodChannel {
     unowned let hub: PodHub
     /// The hub's counters, held directly: no unowned check per frame.
     let counters: RelayCounters
-    /// Chosen at creation; a resume from another epoch gets a Gap.
-    let epoch: UInt32
 
     // Loop-confined and never re-entered while mutated: no runtime exclusivity checks per frame.
     @exclusivity(unchecked) private var arena = FrameArena()
-    @exclusivity(unchecked) private var ring: ReplayRing
-    /// Latest Snapshot / AcpSnapshot frames (counted), and the last sequence
-    /// number delivered before that Snapshot arrived.
-    private var snapshot: SlabSlice?
-    private var snapshotAfterSeq: UInt64 = 0
-    private var acpSnapshot: SlabSlice?
-    private(set) var lastSeq: UInt64 = 0
+    @exclusivity(unchecked) private var replay: PodReplay
 
     private(set) var runner: RunnerSession?
     /// A runner has been here: its absence is "away" (0x08), not "pending".
     private var runnerPaired = false
-    private var browsers: [BrowserSession] = []
-    /// The same browsers for the fan-out loop: `browsers` owns them.
-    private var fanout: [Unmanaged<BrowserSession>] = []
+    @exclusivity(unchecked) private var browsers = Subscribers()
     private var inputPaused = false
 
     /// Input received while the runner is away (counted slices, bounded).
@@ -46,8 +36,7 @@ final class PodChannel {
         self.key = key
         self.hub = hub
         counters = hub.counters
-        epoch = UInt32.random(in: 1...UInt32.max)
-        ring = ReplayRing(limit: hub.settings.replayRingBytes)
+        replay = PodReplay(epoch: UInt32.random(in: 1...UInt32.max), ringBytes: hub.settings.replayRingBytes)
     }
 
     var loop: EventLoop { hub.loop }
@@ -65,13 +54,13 @@ final class PodChannel {
         reconnectTimer?.cancel()
         reconnectTimer = nil
         if wasAway { broadcastRelayFrame([RelayFrameType.runnerReconnected.rawValue]) }
-        for b in browsers {
+        for b in browsers.all {
             b.pendingTimer?.cancel()
             b.pendingTimer = nil
         }
         if browsers.isEmpty { startRunnerPendingTimer(r) }
         // Browsers that came first were attached without a Snapshot.
-        if snapshot == nil && !browsers.isEmpty { r.sendRelayFrame([RelayFrameType.resync.rawValue]) }
+        if replay.snapshot == nil && !browsers.isEmpty { r.sendRelayFrame([RelayFrameType.resync.rawValue]) }
         // Input typed while the runner was away, in order.
         let held = heldInput
         heldInput.removeAll()
@@ -104,30 +93,8 @@ final class PodChannel {
         defer { frame.release() }
         counters.add(counters.framesIn, 1)
         counters.add(counters.bytesIn, payload.count)
-        let kind: MessageKind
-        switch RelayFrameType(rawValue: type) {
-        case .snapshot?:
-            snapshot?.release()
-            frame.retain()
-            snapshot = frame
-            snapshotAfterSeq = lastSeq
-            kind = .snapshot
-        case .acpSnapshot?:
-            acpSnapshot?.release()
-            frame.retain()
-            acpSnapshot = frame
-            kind = .snapshot
-        case let t? where t.isReplayable:
-            lastSeq &+= 1
-            ring.push(seq: lastSeq, frame: frame)
-            kind = .replayable
-        default:
-            kind = .other    // forwarded, not kept (docs/protocol.md §5: unknown types go on)
-        }
-        var delivered = 0
-        for b in fanout {
-            if b._withUnsafeGuaranteedRef({ $0.deliver(frame, kind: kind) }) { delivered &+= 1 }
-        }
+        let (kind, _) = replay.record(frame, type: type)
+        let delivered = browsers.deliver(frame, kind: kind)
         counters.add(counters.deliveries, delivered)
         counters.add(counters.bytesOut, delivered &* frame.count)
     }
@@ -143,8 +110,7 @@ final class PodChannel {
             b.stream.close(code: RelayClose.maxSubscribers.0, reason: RelayClose.maxSubscribers.1)
             return
         }
-        browsers.append(b)
-        fanout.append(Unmanaged.passUnretained(b))
+        browsers.add(b)
         keepAliveTimer?.cancel()
         keepAliveTimer = nil
         if let r = runner {
@@ -152,7 +118,7 @@ final class PodChannel {
             r.pendingTimer = nil
         }
         if inputPaused { b.stream.pauseReading() }
-        attach(b)
+        if replay.attach(b), let r = runner { r.sendRelayFrame([RelayFrameType.resync.rawValue]) }
         if runner == nil {
             if runnerPaired {
                 b.sendRelayFrame([RelayFrameType.runnerDisconnected.rawValue])
@@ -168,9 +134,7 @@ final class PodChannel {
     }
 
     func browserLeft(_ b: BrowserSession) {
-        guard let i = browsers.firstIndex(where: { $0 === b }) else { return }
-        browsers.remove(at: i)
-        fanout.remove(at: i)
+        guard browsers.remove(b) else { return }
         if browsers.isEmpty && !ended {
             if runner != nil {
                 keepAliveTimer = loop.schedule(afterNanoseconds: hub.settings.keepAlive) { [unowned self] in
@@ -215,49 +179,22 @@ final class PodChannel {
     func pauseInput() {
         guard !inputPaused else { return }
         inputPaused = true
-        for b in browsers { b.stream.pauseReading() }
+        for b in browsers.all { b.stream.pauseReading() }
         runner?.stream.notifyWhenDrained()
     }
 
     func resumeInput() {
         guard inputPaused else { return }
         inputPaused = false
-        for b in browsers { b.stream.resumeReading() }
+        for b in browsers.all { b.stream.resumeReading() }
     }
 
     // MARK: Replay
 
-    /// What a joining browser gets before live frames: exactly the frames
-    /// after its resume point, or Snapshot(s) + tail (docs/protocol.md §7).
-    private func attach(_ b: BrowserSession) {
-        if let r = b.resume, b.ext {
-            let first = ring.firstSeq ?? (lastSeq &+ 1)
-            if r.epoch == epoch && r.seq <= lastSeq && r.seq &+ 1 >= first {
-                ring.forEach(after: r.seq) { b.deliverForced($0.frame, kind: .replayable) }
-                b.sendExtension(RelayEnvelope.position(epoch: epoch, seq: lastSeq), kind: .position)
-                return
-            }
-            // From the client's next frame; a seq from the future (or another
-            // epoch) counts as nothing held.
-            let from = r.epoch == epoch && r.seq <= lastSeq ? r.seq &+ 1 : 1
-            b.sendExtension(RelayEnvelope.gap(epoch: epoch, from: from, to: max(from, first) &- 1))
-        }
-        catchUp(b)
-    }
-
-    /// Latest Snapshot + AcpSnapshot + every later frame in the ring (then
-    /// Position for extended clients). Without a Snapshot the whole ring, and
-    /// the runner is asked for one (0x0A).
+    /// Snapshot + tail for a browser that lagged (asks the runner for a
+    /// fresh Snapshot when the one held is missing or stale).
     func catchUp(_ b: BrowserSession) {
-        if let s = snapshot { b.deliverForced(s, kind: .snapshot) }
-        if let a = acpSnapshot { b.deliverForced(a, kind: .snapshot) }
-        ring.forEach(after: snapshot == nil ? 0 : snapshotAfterSeq) { b.deliverForced($0.frame, kind: .replayable) }
-        // No Snapshot, or one whose following frames the ring no longer
-        // holds: what was sent is the best available, and the runner is asked
-        // for a fresh Snapshot to replace it.
-        let stale = snapshot != nil && (ring.firstSeq ?? lastSeq &+ 1) > snapshotAfterSeq &+ 1
-        if snapshot == nil || stale, let r = runner { r.sendRelayFrame([RelayFrameType.resync.rawValue]) }
-        b.sendExtension(RelayEnvelope.position(epoch: epoch, seq: lastSeq), kind: .position)
+        if replay.catchUp(b), let r = runner { r.sendRelayFrame([RelayFrameType.resync.rawValue]) }
     }
 
     // MARK: Relay-made frames
@@ -266,14 +203,13 @@ final class PodChannel {
     /// browser (or only the extended ones), like a runner frame.
     private func broadcastRelayFrame(_ bytes: [UInt8], extendedOnly: Bool = false, toRunner: Bool = false) {
         let slab = bytes.withUnsafeBytes { ServerFrame.copy(opcode: .binary, payload: $0) }
-        for b in browsers where b.ext || !extendedOnly { b.deliverForced(slab.written, kind: .other) }
+        browsers.broadcast(slab.written, extendedOnly: extendedOnly)
         if toRunner, let r = runner { _ = r.stream.send(slab.written, kind: .other, force: true, coalesce: false) }
         slab.release()
     }
 
     private func sendPresence() {
-        let writers = browsers.reduce(0) { $0 + ($1.canWrite ? 1 : 0) }
-        broadcastRelayFrame(RelayEnvelope.presence(browsers: browsers.count, writers: writers),
+        broadcastRelayFrame(RelayEnvelope.presence(browsers: browsers.count, writers: browsers.writers),
                             extendedOnly: true, toRunner: runner?.ext == true)
     }
 
@@ -293,10 +229,7 @@ final class PodChannel {
         ended = true
         reconnectTimer?.cancel()
         keepAliveTimer?.cancel()
-        let bs = browsers
-        browsers.removeAll()
-        fanout.removeAll()
-        for b in bs {
+        for b in browsers.removeAll() {
             b.pendingTimer?.cancel()
             b.stream.close(code: browserClose.0, reason: browserClose.1)
         }
@@ -307,11 +240,7 @@ final class PodChannel {
         }
         for f in heldInput { f.release() }
         heldInput.removeAll()
-        snapshot?.release()
-        snapshot = nil
-        acpSnapshot?.release()
-        acpSnapshot = nil
-        ring.removeAll()
+        replay.removeAll()
         updateStats()
         hub.remove(self)
     }
