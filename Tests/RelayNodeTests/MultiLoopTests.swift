@@ -85,8 +85,12 @@ import Framing
         }
     }
 
-    @Test func podsAcrossTwoLoopsOnRealThreads() throws {
+    /// `home`: every connection moves to its pod's loop; `accept`: browsers
+    /// stay where they were accepted and pods feed mirrors across threads.
+    @Test(arguments: ["home", "accept"])
+    func podsAcrossTwoLoopsOnRealThreads(placement: String) throws {
         var settings = RelaySettings()
+        settings.browserPlacement = placement
         settings.host = "127.0.0.1"
         settings.port = 0
         settings.loops = 2
@@ -124,5 +128,13 @@ import Framing
         }
         // Read from this thread while the loops run.
         #expect(AdminReport.stats(server.hubs).contains("\"total_subscribers\":24"))
+        let mirrors = server.hubs.reduce(0) { $0 + $1.counters.mirrors.load(ordering: .relaxed) }
+        if placement == "home" {
+            #expect(mirrors == 0)
+        } else {
+            // 24 browsers spread by the kernel over two loops: all on their
+            // pods' home loops has a chance of 2^-24.
+            #expect(mirrors > 0, "browsers on loops other than their pods' home were served through mirrors")
+        }
     }
 }

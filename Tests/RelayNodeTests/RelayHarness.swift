@@ -10,28 +10,33 @@ import Framing
 /// `advance(seconds:)`, during which well-behaved peers answer Pings.
 final class RelayHarness {
     static let secret = "harness-secret"
-    let embedded: EmbeddedEventLoop
+    /// One loop unless asked for more (pods then spread over them by key).
+    let group: EmbeddedLoopGroup
     let server: RelayServer
     let settings: RelaySettings
     private(set) var peers: [Peer] = []
 
-    init(_ configure: (inout RelaySettings) -> Void = { _ in }) throws {
-        embedded = try EmbeddedEventLoop()
+    init(loops: Int = 1, _ configure: (inout RelaySettings) -> Void = { _ in }) throws {
+        group = try EmbeddedLoopGroup(count: loops)
         var s = RelaySettings()
         s.jwtSecrets = [Array(Self.secret.utf8)]
-        s.loops = 1
+        s.loops = loops
         configure(&s)
         settings = s
         server = try RelayServer(settings: s, logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() },
-                                 webPage: WebPage(enabled: false, assets: [:], missing: []), loops: [embedded.loop])
+                                 webPage: WebPage(enabled: false, assets: [:], missing: []), loops: group.loops)
     }
 
-    var loop: EventLoop { embedded.loop }
+    var loop: EventLoop { group.members[0].loop }
+    /// Loop 0's counters (every loop's, summed, for the ones that add up).
     var counters: RelayCounters { server.hubs[0].counters }
 
-    /// A new connection that has sent nothing yet.
-    func connect(sendBufferSize: Int? = nil) throws -> Peer {
-        let (connection, transport) = try embedded.connection(sendBufferSize: sendBufferSize, outboundLimit: settings.outboundQueueBytes)
+    /// The loop a pod is homed on.
+    func home(of pod: String) -> Int { Int(PodHub.hash(pod) % UInt64(group.members.count)) }
+
+    /// A new connection, accepted by loop `on`, that has sent nothing yet.
+    func connect(sendBufferSize: Int? = nil, on index: Int = 0) throws -> Peer {
+        let (connection, transport) = try group.members[index].connection(sendBufferSize: sendBufferSize, outboundLimit: settings.outboundQueueBytes)
         server.accept(connection)
         let peer = Peer(harness: self, transport: transport)
         peers.append(peer)
@@ -43,8 +48,8 @@ final class RelayHarness {
     }
 
     /// Sends an upgrade request for `target` and runs the loop.
-    func upgrade(_ target: String, headers: [(String, String)] = [], sendBufferSize: Int? = nil) throws -> Peer {
-        let peer = try connect(sendBufferSize: sendBufferSize)
+    func upgrade(_ target: String, headers: [(String, String)] = [], sendBufferSize: Int? = nil, on index: Int = 0) throws -> Peer {
+        let peer = try connect(sendBufferSize: sendBufferSize, on: index)
         var head = "GET \(target) HTTP/1.1\r\nHost: relay.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         head += "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
         for (k, v) in headers { head += "\(k): \(v)\r\n" }
@@ -53,23 +58,23 @@ final class RelayHarness {
         return peer
     }
 
-    func runner(_ pod: String, ext: Bool = false) throws -> Peer {
-        let peer = try upgrade("/runner/relay?token=\(Self.token(pod: pod, runner: true))" + (ext ? "&ext=1" : ""))
+    func runner(_ pod: String, ext: Bool = false, on index: Int = 0) throws -> Peer {
+        let peer = try upgrade("/runner/relay?token=\(Self.token(pod: pod, runner: true))" + (ext ? "&ext=1" : ""), on: index)
         #expect(peer.status == 101, "runner upgrade: \(peer.responseHead)")
         return peer
     }
 
     func browser(_ pod: String, ext: Bool = false, scope: String? = nil, resume: (epoch: UInt32, seq: UInt64)? = nil,
-                 sendBufferSize: Int? = nil) throws -> Peer {
+                 sendBufferSize: Int? = nil, on index: Int = 0) throws -> Peer {
         var target = "/browser/relay?token=\(Self.token(pod: pod, runner: false, scope: scope))"
         if ext { target += "&ext=1" }
         if let resume { target += "&epoch=\(resume.epoch)&seq=\(resume.seq)" }
-        let peer = try upgrade(target, sendBufferSize: sendBufferSize)
+        let peer = try upgrade(target, sendBufferSize: sendBufferSize, on: index)
         #expect(peer.status == 101, "browser upgrade: \(peer.responseHead)")
         return peer
     }
 
-    func run() { embedded.run() }
+    func run() { group.run() }
 
     /// Moves time on in steps of at most a second; between steps every
     /// responsive peer reads what it got and answers Pings, as a client
@@ -78,7 +83,7 @@ final class RelayHarness {
         var left = UInt64(seconds * 1e9)
         while left > 0 {
             let step = min(left, 1_000_000_000)
-            embedded.advance(by: step)
+            group.advance(by: step)
             left -= step
             for p in peers where p.answersPings { p.poll() }
             run()

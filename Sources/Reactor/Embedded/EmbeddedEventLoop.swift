@@ -9,13 +9,24 @@
 public final class EmbeddedEventLoop {
     public let loop: EventLoop
     public let clock: VirtualClock
-    private var transports: [(transport: MemoryTransport, fd: Int32)] = []
+    /// The in-memory transports whose readiness this loop delivers; shared
+    /// by the loops of a group, since a connection may move between them.
+    final class Watched {
+        var transports: [(transport: MemoryTransport, fd: Int32)] = []
+    }
+    let watched: Watched
 
     /// Turns after which `run()` gives up: something keeps itself busy.
     public static let maxTurns = 100_000
 
-    public init(index: Int = 0) throws(SystemError) {
-        clock = VirtualClock()
+    /// Loops of one `EmbeddedLoopGroup` share its clock.
+    public convenience init(index: Int = 0) throws(SystemError) {
+        try self.init(index: index, clock: VirtualClock(), watched: Watched())
+    }
+
+    init(index: Int, clock: VirtualClock, watched: Watched) throws(SystemError) {
+        self.clock = clock
+        self.watched = watched
         loop = try EventLoop(index: index, clock: clock)
         loop.adoptCallingThread()
     }
@@ -32,13 +43,14 @@ public final class EmbeddedEventLoop {
 
     /// Delivers `transport`'s readiness to whatever connection uses its fd.
     public func watch(_ transport: MemoryTransport) {
-        transports.append((transport, transport.fd))
+        watched.transports.append((transport, transport.fd))
     }
 
-    /// Runs turns until one finds nothing to do.
-    public func run() {
-        for _ in 0..<Self.maxTurns {
-            if loop.runTurn(timeout: 0, extraEvents: deliverReadiness) == 0 { return }
+    /// Runs turns until one finds nothing to do. Returns whether any did something.
+    @discardableResult
+    public func run() -> Bool {
+        for turn in 0..<Self.maxTurns {
+            if loop.runTurn(timeout: 0, extraEvents: deliverReadiness) == 0 { return turn > 0 }
         }
         preconditionFailure("EmbeddedEventLoop: still busy after \(Self.maxTurns) turns")
     }
@@ -62,10 +74,51 @@ public final class EmbeddedEventLoop {
 
     private func deliverReadiness() -> Int {
         var delivered = 0
-        transports.removeAll { $0.transport.isClosed }
-        for (t, fd) in transports where loop.deliver(ready: t.readiness, to: fd) {
+        watched.transports.removeAll { $0.transport.isClosed }
+        // Each loop delivers only to the descriptors registered with it.
+        for (t, fd) in watched.transports where loop.deliver(ready: t.readiness, to: fd) {
             delivered += 1
         }
         return delivered
+    }
+}
+
+/// Several embedded loops on the calling thread with one virtual clock, for
+/// tests of what crosses loops: a job one loop posts to another lands in
+/// that loop's next turn, and `run()` goes round the loops until none has
+/// anything left to do.
+public final class EmbeddedLoopGroup {
+    public let clock = VirtualClock()
+    public let members: [EmbeddedEventLoop]
+
+    public init(count: Int) throws(SystemError) {
+        var members: [EmbeddedEventLoop] = []
+        let watched = EmbeddedEventLoop.Watched()
+        for i in 0..<count { members.append(try EmbeddedEventLoop(index: i, clock: clock, watched: watched)) }
+        self.members = members
+    }
+
+    public var loops: [EventLoop] { members.map(\.loop) }
+
+    public func run() {
+        for _ in 0..<EmbeddedEventLoop.maxTurns {
+            var worked = false
+            for m in members where m.run() { worked = true }
+            if !worked { return }
+        }
+        preconditionFailure("EmbeddedLoopGroup: still busy after \(EmbeddedEventLoop.maxTurns) rounds")
+    }
+
+    /// Moves the shared clock forward, firing every loop's timers at their
+    /// own deadlines, earliest first.
+    public func advance(by nanoseconds: UInt64) {
+        let target = clock.now &+ nanoseconds
+        run()
+        while let next = members.compactMap({ $0.loop.nextTimerDeadline }).min(), next <= target {
+            clock.now = max(clock.now, next)
+            run()
+        }
+        clock.now = target
+        run()
     }
 }

@@ -29,6 +29,7 @@ enum AdminReport {
             ("{role=\"browser\"}", sum { $0.browsers.load(ordering: .relaxed) }),
         ])
         metric("relay_pods", "gauge", "Pods (channels) held.", [("", sum { $0.pods.load(ordering: .relaxed) })])
+        metric("relay_pod_mirrors", "gauge", "Mirrors of pods on loops other than their home (browser placement accept).", [("", sum { $0.mirrors.load(ordering: .relaxed) })])
         metric("relay_frames_in_total", "counter", "Relay frames received from runners and browsers.", [("", sum { $0.framesIn.load(ordering: .relaxed) })])
         metric("relay_bytes_in_total", "counter", "Payload bytes received.", [("", sum { $0.bytesIn.load(ordering: .relaxed) })])
         metric("relay_deliveries_total", "counter", "Runner frames queued to browsers (one per browser).", [("", sum { $0.deliveries.load(ordering: .relaxed) })])

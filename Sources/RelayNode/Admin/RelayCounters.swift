@@ -10,6 +10,8 @@ final class RelayCounters: Sendable {
     let runners = Atomic<Int>(0)
     let browsers = Atomic<Int>(0)
     let pods = Atomic<Int>(0)
+    /// Mirrors of pods homed on other loops (browser placement `accept`).
+    let mirrors = Atomic<Int>(0)
     let activeChannels = Atomic<Int>(0)
     let totalSubscribers = Atomic<Int>(0)
     let pendingPublishers = Atomic<Int>(0)

@@ -6,7 +6,8 @@ import Framing
 /// queued replayable frames, skips live ones, and once drained catches up
 /// with Snapshot + tail (docs/protocol.md §8).
 final class BrowserSession: MessageStreamEndpoint {
-    let pod: PodChannel
+    /// The pod on this browser's loop: the pod itself, or its mirror here.
+    let pod: any BrowserHost
     /// `scope: "read"`: a viewer (the rest of the token is not kept: the
     /// pod key is the pod's, and an idle connection should stay small).
     let readOnly: Bool
@@ -24,8 +25,10 @@ final class BrowserSession: MessageStreamEndpoint {
     private var droppedWhileLagged: UInt64 = 0
     private var lagTimes: [UInt64] = []
     var pendingTimer: LoopTimer?
+    /// This browser's number in its mirror (0 on the pod's home loop).
+    var linkID: UInt32 = 0
 
-    init(pod: PodChannel, identity: Identity, ext: Bool, resume: (epoch: UInt32, seq: UInt64)?) {
+    init(pod: any BrowserHost, identity: Identity, ext: Bool, resume: (epoch: UInt32, seq: UInt64)?) {
         self.pod = pod
         readOnly = identity.readOnly
         self.ext = ext
@@ -76,9 +79,17 @@ final class BrowserSession: MessageStreamEndpoint {
         _ = stream.send(copying: RelayEnvelope.error(code: code, reason: reason), force: false)
     }
 
-    private func lag(droppedNow: UInt64) {
+    /// The frames this browser got may have a hole that is not its fault
+    /// (its mirror's link fell behind): it catches up like after a lag, but
+    /// this does not count toward the lag limit.
+    func fellBehind() {
+        guard !lagged, stream.isOpen else { return }
+        lag(droppedNow: 0, counted: false)
+    }
+
+    private func lag(droppedNow: UInt64, counted: Bool = true) {
         lagged = true
-        pod.hub.counters.add(pod.hub.counters.lags, 1)
+        if counted { pod.hub.counters.add(pod.hub.counters.lags, 1) }
         // Discard what is queued and can be rebuilt from the ring; never the
         // frame being written (a frame is never cut). Snapshots come back
         // with the catch-up; a queued Position would describe frames
@@ -96,6 +107,10 @@ final class BrowserSession: MessageStreamEndpoint {
             }
         }
         droppedWhileLagged &+= droppedNow &+ UInt64(dropped)
+        guard counted else {
+            stream.notifyWhenDrained()
+            return
+        }
         let now = stream.loop.turnStart
         lagTimes = lagTimes.filter { now &- $0 < pod.hub.settings.lagWindow } + [now]
         if lagTimes.count >= pod.hub.settings.lagLimit {

@@ -5,8 +5,10 @@ import Framing
 /// One pod (keyed by `pod_key`) on its home loop: its runner, its browsers,
 /// the replay ring and the latest snapshots, and the AgentsMesh lifecycle
 /// (pairing, pending timeout, runner reconnect grace, keep-alive). Every
-/// method runs on the home loop; the pod's connections all live there.
-final class PodChannel {
+/// method runs on the home loop. Browsers of the pod on other loops belong
+/// to that loop's `PodMirror`, which this pod feeds through one `LoopLink`
+/// each; they count like local ones for the limit, presence and /stats.
+final class PodChannel: BrowserHost {
     let key: String
     unowned let hub: PodHub
     /// The hub's counters, held directly: no unowned check per frame.
@@ -20,6 +22,11 @@ final class PodChannel {
     /// A runner has been here: its absence is "away" (0x08), not "pending".
     private var runnerPaired = false
     @exclusivity(unchecked) private var browsers = Subscribers()
+    /// One per mirror of this pod on another loop.
+    @exclusivity(unchecked) private var links: [LoopLink] = []
+    /// Browsers accepted through the links.
+    private var remoteBrowsers = 0
+    private var totalBrowsers: Int { browsers.count + remoteBrowsers }
     private var inputPaused = false
 
     /// Input received while the runner is away (counted slices, bounded).
@@ -58,9 +65,10 @@ final class PodChannel {
             b.pendingTimer?.cancel()
             b.pendingTimer = nil
         }
-        if browsers.isEmpty { startRunnerPendingTimer(r) }
+        for link in links { link.send(.runner(present: true, paired: true)) }
+        if totalBrowsers == 0 { startRunnerPendingTimer(r) }
         // Browsers that came first were attached without a Snapshot.
-        if replay.snapshot == nil && !browsers.isEmpty { r.sendRelayFrame([RelayFrameType.resync.rawValue]) }
+        if replay.snapshot == nil && totalBrowsers > 0 { r.sendRelayFrame([RelayFrameType.resync.rawValue]) }
         // Input typed while the runner was away, in order.
         let held = heldInput
         heldInput.removeAll()
@@ -79,7 +87,8 @@ final class PodChannel {
         runner = nil
         r.detached = true
         if inputPaused { resumeInput() }
-        if !browsers.isEmpty { broadcastRelayFrame([RelayFrameType.runnerDisconnected.rawValue]) }
+        if totalBrowsers > 0 { broadcastRelayFrame([RelayFrameType.runnerDisconnected.rawValue]) }
+        for link in links { link.send(.runner(present: false, paired: true)) }
         reconnectTimer = loop.schedule(afterNanoseconds: hub.settings.runnerReconnectTimeout) { [unowned self] in
             reconnectTimer = nil
             end(browserClose: RelayClose.runnerGone)
@@ -93,8 +102,9 @@ final class PodChannel {
         defer { frame.release() }
         counters.add(counters.framesIn, 1)
         counters.add(counters.bytesIn, payload.count)
-        let (kind, _) = replay.record(frame, type: type)
+        let (kind, seq) = replay.record(frame, type: type)
         let delivered = browsers.deliver(frame, kind: kind)
+        for link in links { link.frame(frame, type: type, kind: kind, seq: seq) }
         counters.add(counters.deliveries, delivered)
         counters.add(counters.bytesOut, delivered &* frame.count)
     }
@@ -106,7 +116,7 @@ final class PodChannel {
             b.stream.close(code: RelayClose.runnerGone.0, reason: RelayClose.runnerGone.1)
             return
         }
-        if browsers.count >= hub.settings.maxBrowsers {
+        if totalBrowsers >= hub.settings.maxBrowsers {
             b.stream.close(code: RelayClose.maxSubscribers.0, reason: RelayClose.maxSubscribers.1)
             return
         }
@@ -135,11 +145,17 @@ final class PodChannel {
 
     func browserLeft(_ b: BrowserSession) {
         guard browsers.remove(b) else { return }
-        if browsers.isEmpty && !ended {
+        browserGone()
+    }
+
+    /// After a browser left (here or on another loop): with none left the
+    /// pod waits for one (keep-alive) or ends.
+    private func browserGone() {
+        if totalBrowsers == 0 && !ended {
             if runner != nil {
                 keepAliveTimer = loop.schedule(afterNanoseconds: hub.settings.keepAlive) { [unowned self] in
                     keepAliveTimer = nil
-                    if browsers.isEmpty { end(browserClose: RelayClose.noSubscribers) }
+                    if totalBrowsers == 0 { end(browserClose: RelayClose.noSubscribers) }
                 }
             } else if !runnerPaired || reconnectTimer == nil {
                 end(browserClose: RelayClose.noSubscribers)
@@ -153,13 +169,17 @@ final class PodChannel {
     /// A browser message: refused for viewers, queued to the runner, or
     /// held while the runner is away.
     func browserSent(_ b: BrowserSession, _ message: ReceivedMessage) {
-        let type = message.payload[0]
-        if !b.canWrite, let t = RelayFrameType(rawValue: type),
-           t == .input || t == .resize || t == .resync || t == .acpCommand {
+        if b.refuses(message.payload[0]) {
             hub.counters.add(hub.counters.refusedInput, 1)
             b.sendErrorReply(code: 403, reason: "read-only viewer")
             return
         }
+        if !input(message) { b.sendErrorReply(code: 503, reason: "runner away: input buffer full") }
+    }
+
+    /// Browser input to the runner, or held while it is away. False when
+    /// refused (held input full).
+    private func input(_ message: ReceivedMessage) -> Bool {
         hub.counters.add(hub.counters.framesIn, 1)
         hub.counters.add(hub.counters.bytesIn, message.payload.count)
         if let r = runner {
@@ -170,8 +190,75 @@ final class PodChannel {
             heldBytes += message.payload.count
         } else {
             hub.counters.add(hub.counters.refusedInput, 1)
-            b.sendErrorReply(code: 503, reason: "runner away: input buffer full")
+            return false
         }
+        return true
+    }
+
+    // MARK: Browsers on other loops (from their mirrors, through this loop's mailbox)
+
+    private func link(for mirror: PodMirror) -> LoopLink? {
+        links.first { $0.mirror === mirror }
+    }
+
+    /// A mirror's browser asks to join: within the browser limit it is taken in.
+    func remoteJoined(_ mirror: PodMirror, id: UInt32, ext: Bool, canWrite: Bool) {
+        let link = self.link(for: mirror) ?? addLink(mirror)
+        guard !ended, totalBrowsers < hub.settings.maxBrowsers else {
+            let (code, reason) = ended ? RelayClose.runnerGone : RelayClose.maxSubscribers
+            link.send(.refused(id, code: code, reason: reason))
+            if link.browsers.isEmpty { removeLink(link) }
+            return
+        }
+        link.browsers[id] = canWrite
+        remoteBrowsers += 1
+        keepAliveTimer?.cancel()
+        keepAliveTimer = nil
+        if let r = runner {
+            r.pendingTimer?.cancel()
+            r.pendingTimer = nil
+        }
+        link.send(.accepted(id))
+        sendPresence()
+        updateStats()
+    }
+
+    func remoteLeft(_ mirror: PodMirror, id: UInt32) {
+        guard let link = link(for: mirror), link.browsers.removeValue(forKey: id) != nil else { return }
+        remoteBrowsers -= 1
+        // The mirror goes with its last browser.
+        if link.browsers.isEmpty { removeLink(link) }
+        browserGone()
+    }
+
+    func remoteSent(_ mirror: PodMirror, id: UInt32, _ bytes: [UInt8]) {
+        guard let link = link(for: mirror), link.browsers[id] != nil else { return }
+        let accepted = bytes.withUnsafeBytes { input(ReceivedMessage(payload: $0, isText: false, inPlace: nil)) }
+        if !accepted { link.send(.inputRefused(id)) }
+    }
+
+    /// A mirror's browser needs a Snapshot the mirror does not have.
+    func resyncRunner() {
+        runner?.sendRelayFrame([RelayFrameType.resync.rawValue])
+    }
+
+    /// A lagged link's mirror has caught up: it gets the replay state anew.
+    func remoteCaughtUp(_ mirror: PodMirror) {
+        guard let link = link(for: mirror), mirror.credit.lagged.load(ordering: .relaxed) else { return }
+        mirror.credit.lagged.store(false, ordering: .relaxed)
+        link.sendState(replay, runnerPresent: runner != nil, runnerPaired: runnerPaired, inputPaused: inputPaused)
+    }
+
+    private func addLink(_ mirror: PodMirror) -> LoopLink {
+        let link = LoopLink(pod: self, mirror: mirror, target: mirror.hub.loop, bound: hub.settings.linkBytes)
+        links.append(link)
+        link.sendState(replay, runnerPresent: runner != nil, runnerPaired: runnerPaired, inputPaused: inputPaused)
+        return link
+    }
+
+    private func removeLink(_ link: LoopLink) {
+        remoteBrowsers -= link.browsers.count
+        links.removeAll { $0 === link }
     }
 
     // MARK: Backpressure
@@ -180,6 +267,7 @@ final class PodChannel {
         guard !inputPaused else { return }
         inputPaused = true
         for b in browsers.all { b.stream.pauseReading() }
+        for link in links { link.send(.pauseInput) }
         runner?.stream.notifyWhenDrained()
     }
 
@@ -187,6 +275,7 @@ final class PodChannel {
         guard inputPaused else { return }
         inputPaused = false
         for b in browsers.all { b.stream.resumeReading() }
+        for link in links { link.send(.resumeInput) }
     }
 
     // MARK: Replay
@@ -204,12 +293,14 @@ final class PodChannel {
     private func broadcastRelayFrame(_ bytes: [UInt8], extendedOnly: Bool = false, toRunner: Bool = false) {
         let slab = bytes.withUnsafeBytes { ServerFrame.copy(opcode: .binary, payload: $0) }
         browsers.broadcast(slab.written, extendedOnly: extendedOnly)
+        for link in links { link.frame(slab.written, type: bytes[0], kind: .other, seq: 0, extendedOnly: extendedOnly) }
         if toRunner, let r = runner { _ = r.stream.send(slab.written, kind: .other, force: true, coalesce: false) }
         slab.release()
     }
 
     private func sendPresence() {
-        broadcastRelayFrame(RelayEnvelope.presence(browsers: browsers.count, writers: browsers.writers),
+        let writers = browsers.writers + links.reduce(0) { $0 + $1.writers }
+        broadcastRelayFrame(RelayEnvelope.presence(browsers: totalBrowsers, writers: writers),
                             extendedOnly: true, toRunner: runner?.ext == true)
     }
 
@@ -229,6 +320,9 @@ final class PodChannel {
         ended = true
         reconnectTimer?.cancel()
         keepAliveTimer?.cancel()
+        for link in links { link.send(.end(code: browserClose.0, reason: browserClose.1)) }
+        links.removeAll()
+        remoteBrowsers = 0
         for b in browsers.removeAll() {
             b.pendingTimer?.cancel()
             b.stream.close(code: browserClose.0, reason: browserClose.1)
@@ -248,12 +342,12 @@ final class PodChannel {
     private func updateStats() {
         var s = PodStats()
         if !ended {
-            if runnerPaired && !browsers.isEmpty {
+            if runnerPaired && totalBrowsers > 0 {
                 s.activeChannels = 1
-                s.totalSubscribers = browsers.count
+                s.totalSubscribers = totalBrowsers
             }
-            if runner != nil && browsers.isEmpty { s.pendingPublishers = 1 }
-            if !runnerPaired { s.pendingSubscribers = browsers.count }
+            if runner != nil && totalBrowsers == 0 { s.pendingPublishers = 1 }
+            if !runnerPaired { s.pendingSubscribers = totalBrowsers }
         }
         hub.apply(old: statsShare, new: s)
         statsShare = s

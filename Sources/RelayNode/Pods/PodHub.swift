@@ -12,6 +12,8 @@ final class PodHub: @unchecked Sendable {
     let counters: RelayCounters
     let logger: Logger
     private var pods: [String: PodChannel] = [:]
+    /// Mirrors of pods homed on other loops, for browsers on this loop.
+    private var mirrors: [String: PodMirror] = [:]
 
     init(loop: EventLoop, settings: PodSettings, counters: RelayCounters, logger: Logger) {
         self.loop = loop
@@ -27,6 +29,30 @@ final class PodHub: @unchecked Sendable {
         pods[key] = p
         counters.pods.store(pods.count, ordering: .relaxed)
         return p
+    }
+
+    /// The pod for `key` if it exists and has not ended.
+    func existingPod(_ key: String) -> PodChannel? {
+        if let p = pods[key], !p.ended { return p }
+        return nil
+    }
+
+    /// Where a browser of `key` on this loop belongs: the pod, when this is
+    /// its home, else this loop's mirror of it (created on first use).
+    func host(for key: String, home: PodHub) -> any BrowserHost {
+        if home === self { return pod(key) }
+        if let m = mirrors[key], !m.detached { return m }
+        let m = PodMirror(key: key, hub: self, home: home)
+        mirrors[key] = m
+        counters.mirrors.store(mirrors.count, ordering: .relaxed)
+        return m
+    }
+
+    var mirrorCount: Int { mirrors.count }
+
+    func removeMirror(_ mirror: PodMirror) {
+        if mirrors[mirror.key] === mirror { mirrors[mirror.key] = nil }
+        counters.mirrors.store(mirrors.count, ordering: .relaxed)
     }
 
     func remove(_ pod: PodChannel) {

@@ -10,6 +10,12 @@ struct PodSettings: Sendable {
     /// A browser that lags this many times within `lagWindow` is closed (4008).
     var lagLimit = 3
     var lagWindow: UInt64 = 60_000_000_000
+
+    /// How far a pod's link to a mirror on another loop may run ahead (frame
+    /// bytes posted and not yet applied): the replay ring's size, at least
+    /// 64 KiB (one read). Past it the mirror's browsers catch up from a
+    /// fresh state, which is what the ring could give them anyway.
+    var linkBytes: Int { max(replayRingBytes, 64 << 10) }
 }
 
 /// Close codes and reasons the relay uses.

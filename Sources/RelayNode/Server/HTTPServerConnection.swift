@@ -16,7 +16,7 @@ enum RouteDecision {
 /// or upgrades to a WebSocket and hands over the bytes that followed the head.
 final class HTTPServerConnection: ConnectionHandler {
     unowned let connection: TCPConnection
-    private let route: (HTTPRequestHead) -> RouteDecision
+    private let route: (HTTPRequestHead, EventLoop) -> RouteDecision
     private let webSocketSettings: WebSocketSettings
     /// One per loop, indexed by loop index.
     private let liveness: [LivenessMonitor]
@@ -27,7 +27,7 @@ final class HTTPServerConnection: ConnectionHandler {
     private let handshakeTimeout: UInt64
 
     init(connection: TCPConnection, handshakeTimeout: UInt64, webSocketSettings: WebSocketSettings,
-         liveness: [LivenessMonitor], route: @escaping (HTTPRequestHead) -> RouteDecision) {
+         liveness: [LivenessMonitor], route: @escaping (HTTPRequestHead, EventLoop) -> RouteDecision) {
         self.connection = connection
         self.liveness = liveness
         self.handshakeTimeout = handshakeTimeout
@@ -60,7 +60,7 @@ final class HTTPServerConnection: ConnectionHandler {
         case .complete(let head, let headLength):
             deadline?.cancel()
             deadline = nil
-            switch route(head) {
+            switch route(head, connection.loop) {
             case .respond(let response):
                 respond(response)
             case .upgrade(let loop, let maxMessageSize, let makeEndpoint):

@@ -47,7 +47,7 @@ final class RelayServer: @unchecked Sendable {
         connection.handler = HTTPServerConnection(
             connection: connection, handshakeTimeout: settings.handshakeTimeout,
             webSocketSettings: WebSocketSettings(maxMessageSize: settings.maxMessageSize),
-            liveness: liveness, route: { [unowned self] head in route(head) })
+            liveness: liveness, route: { [unowned self] head, loop in route(head, on: loop) })
     }
 
     /// Binds the port (one listener per loop), hooks signals, starts the loops.
@@ -103,7 +103,8 @@ final class RelayServer: @unchecked Sendable {
         path.hasPrefix("/relay/") ? String(path.dropFirst(6)) : path
     }
 
-    func route(_ head: HTTPRequestHead) -> RouteDecision {
+    /// `loop`: the loop of the connection that sent `head`.
+    func route(_ head: HTTPRequestHead, on loop: EventLoop) -> RouteDecision {
         let path = Self.relayPath(head.path)
         switch path {
         case "/health":
@@ -120,12 +121,11 @@ final class RelayServer: @unchecked Sendable {
             return .respond(HTTPResponse.simple(status: 200, body: AdminReport.metrics(hubs, loops: loops),
                                                 contentType: "text/plain; version=0.0.4; charset=utf-8"))
         case "/runner/relay":
-            return podUpgrade(head, role: .runner)
+            return podUpgrade(head, role: .runner, from: loop)
         case "/browser/relay":
-            return podUpgrade(head, role: .browser)
+            return podUpgrade(head, role: .browser, from: loop)
         case "/test/echo" where settings.echoEndpoint:
-            let here = loops.first { $0.inLoop } ?? loops[0]
-            return .upgrade(on: here, maxMessageSize: EchoEndpoint.maxMessageSize, makeEndpoint: { EchoEndpoint() })
+            return .upgrade(on: loop, maxMessageSize: EchoEndpoint.maxMessageSize, makeEndpoint: { EchoEndpoint() })
         default:
             if let page = webPage.response(for: head.path) { return .respond(page) }
             return .respond(HTTPResponse.simple(status: 404, body: "not found\n"))
@@ -133,7 +133,7 @@ final class RelayServer: @unchecked Sendable {
     }
 
     /// Authenticates a runner or browser upgrade and sends it to its pod's loop.
-    private func podUpgrade(_ head: HTTPRequestHead, role: PodRole) -> RouteDecision {
+    private func podUpgrade(_ head: HTTPRequestHead, role: PodRole, from loop: EventLoop) -> RouteDecision {
         if draining.isSet {
             return .respond(HTTPResponse.simple(status: 503, body: "relay shutting down\n"))
         }
@@ -155,13 +155,17 @@ final class RelayServer: @unchecked Sendable {
         if ext, let e = head.queryValue("epoch").flatMap({ UInt32($0) }), let s = head.queryValue("seq").flatMap({ UInt64($0) }) {
             resume = (e, s)
         }
-        let hub = hubs[Int(PodHub.hash(identity.podKey) % UInt64(hubs.count))]
+        let home = hubs[Int(PodHub.hash(identity.podKey) % UInt64(hubs.count))]
         let resumePoint = resume
+        // A runner always moves to its pod's loop; a browser too, unless
+        // placement says it stays where it was accepted (then it joins that
+        // loop's mirror of the pod).
+        let hub = role == .browser && settings.browserPlacement == "accept"
+            ? hubs[loop.index] : home
         return .upgrade(on: hub.loop, maxMessageSize: settings.maxMessageSize, makeEndpoint: {
-            let pod = hub.pod(identity.podKey)
             switch role {
-            case .runner: return RunnerSession(pod: pod, ext: ext)
-            case .browser: return BrowserSession(pod: pod, identity: identity, ext: ext, resume: resumePoint)
+            case .runner: return RunnerSession(pod: home.pod(identity.podKey), ext: ext)
+            case .browser: return BrowserSession(pod: hub.host(for: identity.podKey, home: home), identity: identity, ext: ext, resume: resumePoint)
             }
         })
     }

@@ -31,6 +31,10 @@ public struct RelaySettings: Sendable {
     var lagLimit = 3
     var lagWindow: UInt64 = 60_000_000_000
     var allowedOrigins: [String] = []
+    /// Where a browser's connection lives: on its pod's home loop (`home`),
+    /// or on the loop that accepted it, reached through that loop's mirror
+    /// of the pod (`accept`).
+    var browserPlacement = "home"
     var shutdownGrace: UInt64 = 2_000_000_000
 
     public init() {}
@@ -66,6 +70,7 @@ public struct RelaySettings: Sendable {
         static let heldInput = SettingSpec("held-input-bytes", env: ["HELD_INPUT_BYTES"], default: "\(64 << 10)", .integer(0...(64 << 20)), help: "Browser input held per pod while its runner is away")
         static let lagLimit = SettingSpec("lag-limit", env: ["LAG_LIMIT"], default: "3", .integer(1...1000), help: "Lags within lag-window that close a browser with 4008")
         static let lagWindow = SettingSpec("lag-window", env: ["LAG_WINDOW"], default: "60s", .duration(minimum: 1_000_000), help: "The window lag-limit counts lags in")
+        static let placement = SettingSpec("browser-placement", env: ["BROWSER_PLACEMENT"], default: "home", .choice(["home", "accept"]), help: "Browser connections move to their pod's loop (home), or stay on the loop that accepted them and get the pod's frames through that loop's mirror of it (accept: spreads a large pod's fan-out over every loop)")
         static let origins = SettingSpec("allowed-origins", env: ["ALLOWED_ORIGINS"], default: "", .list, help: "Comma-separated Origin allow-list (empty: any)")
         static let grace = SettingSpec("shutdown-grace", env: ["SHUTDOWN_GRACE"], default: "2s", .duration(minimum: 0), help: "On SIGTERM: how long to drain (503 on /health, Close 1001 sent) before stopping")
         static let tls = SettingSpec("tls-enabled", env: ["TLS_ENABLED"], default: "false", .flag, help: "TLS on the listener (not implemented yet: start-up refuses it)")
@@ -76,7 +81,7 @@ public struct RelaySettings: Sendable {
 
         public static let all: [SettingSpec] = [host, port, loops, dev, echo, webRoot, logFormat, logLevel, jwtSecret, jwtPrevious,
             jwtIssuer, keepAlive, maxBrowsers, runnerReconnect, pending, relayID, relayRegion, relayCapacity, heartbeat,
-            ping, handshake, closeTimeout, maxMessage, outbound, replay, heldInput, lagLimit, lagWindow, origins, grace,
+            ping, handshake, closeTimeout, maxMessage, outbound, replay, heldInput, lagLimit, lagWindow, placement, origins, grace,
             tls, tlsCert, tlsKey, internalSecret, backendURL]
     }
 
@@ -119,6 +124,7 @@ public struct RelaySettings: Sendable {
         r.lagWindow = try s.duration(Spec.lagWindow)
         r.shutdownGrace = try s.duration(Spec.grace)
         r.allowedOrigins = s.list(Spec.origins)
+        r.browserPlacement = try s.choice(Spec.placement)
         if try s.bool(Spec.tls) {
             throw ConfigurationError("tls-enabled (--tls-enabled, TLS_ENABLED) is set, but TLS is not implemented in this build yet; terminate TLS in front of the relay (e.g. Traefik) for now")
         }
