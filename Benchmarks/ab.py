@@ -39,10 +39,10 @@ def wait_port(port, timeout=60):
     raise RuntimeError(f"nothing listening on {port}")
 
 
-def start(relay, prefix=()):
+def start(relay, prefix=(), extra=()):
     port = free_port()
     p = subprocess.Popen(list(prefix) + [relay, "--port", str(port), "--host", "127.0.0.1", "--jwt-secret", SECRET,
-                                         "--log-level", "warning", "--max-browsers-per-pod", "100000"],
+                                         "--log-level", "warning", "--max-browsers-per-pod", "100000"] + list(extra),
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     wait_port(port)
     return p, port
@@ -83,15 +83,18 @@ def main():
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--windows", default="32,1000")
     ap.add_argument("--callgrind", action="store_true")
+    ap.add_argument("--a-args", default="", help="extra relay flags for A (e.g. '--browser-placement accept')")
+    ap.add_argument("--b-args", default="", help="extra relay flags for B")
     args = ap.parse_args()
     windows = [int(w) for w in args.windows.split(",")]
     binaries = {"A": args.a, "B": args.b}
+    extras = {"A": args.a_args.split(), "B": args.b_args.split()}
     rates = {(k, w): [] for k in binaries for w in windows}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.runs):
             for w in windows:
                 for k in ("A", "B") if i % 2 == 0 else ("B", "A"):
-                    p, port = start(binaries[k])
+                    p, port = start(binaries[k], extra=extras[k])
                     try:
                         r = fanout(port, p.pid, w, args, tmp)
                     finally:
@@ -100,6 +103,8 @@ def main():
                     log(f"run {i + 1}/{args.runs} window {w} {k}: {r['deliveries_per_s'] / 1e6:.2f} M deliveries/s")
         print()
         print(f"1 pod → {args.subscribers} subscribers, {args.size} B frames, medians of {args.runs} interleaved runs")
+        print(f"A = {args.a} {args.a_args}".rstrip())
+        print(f"B = {args.b} {args.b_args}".rstrip())
         print("| window | A (M/s) | B (M/s) | B/A |")
         print("|---|---|---|---|")
         for w in windows:
@@ -115,7 +120,7 @@ def main():
                 # a copy without debug info (symbols stay).
                 stripped = os.path.join(tmp, f"relay-{k}")
                 subprocess.run(["objcopy", "--strip-debug", binaries[k], stripped], check=True)
-                p, port = start(stripped, prefix=("valgrind", "--tool=callgrind", f"--callgrind-out-file={cg}"))
+                p, port = start(stripped, prefix=("valgrind", "--tool=callgrind", f"--callgrind-out-file={cg}"), extra=extras[k])
                 try:
                     r = fanout(port, p.pid, 32, argparse.Namespace(**{**vars(args), "duration": 3, "warmup": 0}), tmp)
                 finally:
