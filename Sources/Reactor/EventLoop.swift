@@ -226,8 +226,6 @@ public final class EventLoop: @unchecked Sendable {
     /// Deadline of the earliest timer, if any.
     var nextTimerDeadline: UInt64? { timers.first?.deadline }
 
-    var isStopping: Bool { stopping }
-
     /// Nanoseconds epoll may sleep: 0 with work pending, until the next
     /// timer, or forever (-1).
     private func pollTimeout() -> Int64 {

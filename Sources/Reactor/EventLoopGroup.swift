@@ -82,9 +82,4 @@ public final class EventLoopGroup: @unchecked Sendable {
         for t in threads { pthread_join(t, nil) }
         threads.removeAll()
     }
-
-    /// The loop whose thread is calling, if any.
-    public static func currentLoop(in group: EventLoopGroup) -> EventLoop? {
-        group.loops.first { $0.inLoop }
-    }
 }

@@ -15,8 +15,6 @@ public final class LoopTimer {
         self.body = body
     }
 
-    public var isScheduled: Bool { heapIndex >= 0 }
-
     /// Loop thread only. Idempotent.
     public func cancel() {
         if heapIndex >= 0 { loop.timers.remove(self) }
