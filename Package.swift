@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // C: what Glibc does not export (epoll, eventfd, signalfd, accept4).
@@ -41,6 +42,7 @@ let package = Package(
             "Reactor", "Framing",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Yams", package: "Yams"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         // The `relay` executable: command line, dev mode's demo runner, `relay attach`.
         .executableTarget(name: "RelayCLI", dependencies: [

@@ -25,10 +25,14 @@ final class HTTPServerConnection: ConnectionHandler {
     private var pending: [UInt8] = []
     private var deadline: LoopTimer?
     private let handshakeTimeout: UInt64
+    private let metrics: RelayMetrics
+    private let acceptedAt: UInt64
 
     init(connection: TCPConnection, handshakeTimeout: UInt64, webSocketSettings: WebSocketSettings,
-         liveness: [LivenessMonitor], route: @escaping (HTTPRequestHead, EventLoop) -> RouteDecision) {
+         liveness: [LivenessMonitor], metrics: RelayMetrics, route: @escaping (HTTPRequestHead, EventLoop) -> RouteDecision) {
         self.connection = connection
+        self.metrics = metrics
+        acceptedAt = connection.loop.now()
         self.liveness = liveness
         self.handshakeTimeout = handshakeTimeout
         self.route = route
@@ -60,6 +64,7 @@ final class HTTPServerConnection: ConnectionHandler {
         case .complete(let head, let headLength):
             deadline?.cancel()
             deadline = nil
+            metrics.handshake.recordNanoseconds(Int64(connection.loop.now() &- acceptedAt))
             switch route(head, connection.loop) {
             case .respond(let response):
                 respond(response)

@@ -21,6 +21,7 @@ final class RelayServer: @unchecked Sendable {
     let liveness: [LivenessMonitor]
 
     let webPage: WebPage
+    let metrics = RelayMetrics()
 
     /// A server on `loops`, or on a group of `settings.loops` threads of its own.
     init(settings: RelaySettings, logger: Logger, webPage: WebPage, loops: [EventLoop]? = nil) throws {
@@ -47,7 +48,7 @@ final class RelayServer: @unchecked Sendable {
         connection.handler = HTTPServerConnection(
             connection: connection, handshakeTimeout: settings.handshakeTimeout,
             webSocketSettings: WebSocketSettings(maxMessageSize: settings.maxMessageSize),
-            liveness: liveness, route: { [unowned self] head, loop in route(head, on: loop) })
+            liveness: liveness, metrics: metrics, route: { [unowned self] head, loop in route(head, on: loop) })
     }
 
     /// Binds the port (one listener per loop), hooks signals, starts the loops.
@@ -118,7 +119,7 @@ final class RelayServer: @unchecked Sendable {
                 ? .respond(HTTPResponse.simple(status: 503, body: "draining\n"))
                 : .respond(HTTPResponse.simple(status: 200, body: "ready\n"))
         case "/metrics":
-            return .respond(HTTPResponse.simple(status: 200, body: AdminReport.metrics(hubs, loops: loops),
+            return .respond(HTTPResponse.simple(status: 200, body: metrics.render(hubs, loops: loops),
                                                 contentType: "text/plain; version=0.0.4; charset=utf-8"))
         case "/runner/relay":
             return podUpgrade(head, role: .runner, from: loop)

@@ -1,0 +1,63 @@
+import Prometheus
+import Reactor
+
+/// `/metrics` through swift-prometheus: the loops' counters (relaxed
+/// atomics, one writer each) are summed into the registry's counters and
+/// gauges when scraped, and per-connection timings are observed into real
+/// histograms as they happen (never per frame: a histogram takes a lock).
+final class RelayMetrics: Sendable {
+    let registry = PrometheusCollectorRegistry()
+    /// Scrapes may come on any loop at once: one updates and emits at a time.
+    private let scrape = Locked(())
+
+    /// From accept to a complete request head (upgrade or admin request).
+    let handshake: DurationHistogram
+
+    init() {
+        handshake = registry.makeDurationHistogram(
+            name: "relay_handshake_duration_seconds",
+            buckets: [.microseconds(100), .microseconds(500), .milliseconds(1), .milliseconds(5), .milliseconds(10),
+                      .milliseconds(50), .milliseconds(100), .milliseconds(500), .seconds(1), .seconds(5)],
+            help: "Time from accept to a complete request head.")
+    }
+
+    /// The exposition text, with every loop's counters summed in.
+    func render(_ hubs: [PodHub], loops: [EventLoop]) -> String {
+        scrape.withLock { _ in
+            func sum(_ f: (RelayCounters) -> Int) -> Int64 { Int64(hubs.reduce(0) { $0 + f($1.counters) }) }
+            func gauge(_ name: String, _ help: String, _ value: Int64, labels: [(String, String)] = []) {
+                registry.makeGauge(name: name, labels: labels, help: help).set(value)
+            }
+            func counter(_ name: String, _ help: String, _ value: Int64, labels: [(String, String)] = []) {
+                let c = registry.makeCounter(name: name, labels: labels, help: help)
+                c.reset()
+                c.increment(by: value)
+            }
+            gauge("relay_connections", "Open WebSocket connections by role.", sum { $0.runners.load(ordering: .relaxed) }, labels: [("role", "runner")])
+            gauge("relay_connections", "Open WebSocket connections by role.", sum { $0.browsers.load(ordering: .relaxed) }, labels: [("role", "browser")])
+            gauge("relay_pods", "Pods (channels) held.", sum { $0.pods.load(ordering: .relaxed) })
+            gauge("relay_pod_mirrors", "Mirrors of pods on loops other than their home (browser placement accept).", sum { $0.mirrors.load(ordering: .relaxed) })
+            counter("relay_frames_in_total", "Relay frames received from runners and browsers.", sum { $0.framesIn.load(ordering: .relaxed) })
+            counter("relay_bytes_in_total", "Payload bytes received.", sum { $0.bytesIn.load(ordering: .relaxed) })
+            counter("relay_deliveries_total", "Runner frames queued to browsers (one per browser).", sum { $0.deliveries.load(ordering: .relaxed) })
+            counter("relay_bytes_out_total", "Bytes of runner frames queued to browsers.", sum { $0.bytesOut.load(ordering: .relaxed) })
+            counter("relay_dropped_frames_total", "Replayable frames dropped for lagging browsers.", sum { $0.droppedFrames.load(ordering: .relaxed) })
+            counter("relay_lags_total", "Times a browser hit its outbound bound (or a pod's link to another loop fell behind).", sum { $0.lags.load(ordering: .relaxed) })
+            counter("relay_refused_input_total", "Browser frames refused (read-only, or held input full).", sum { $0.refusedInput.load(ordering: .relaxed) })
+            counter("relay_auth_failures_total", "Upgrades refused with 401.", sum { $0.authFailures.load(ordering: .relaxed) })
+            var codes: [UInt16: Int] = [:]
+            for h in hubs { for (c, n) in h.counters.closes.withLock({ $0 }) { codes[c, default: 0] += n } }
+            for (code, n) in codes {
+                counter("relay_closes_total", "WebSocket closes by close code.", Int64(n), labels: [("code", "\(code)")])
+            }
+            counter("relay_slab_allocations_total", "Buffers (slabs) allocated: grows per frame, never per subscriber.",
+                    Int64(Slab.allocations.load(ordering: .relaxed)))
+            for loop in loops {
+                counter("relay_loop_turns_total", "Event loop turns.", Int64(loop.turns.load(ordering: .relaxed)), labels: [("loop", "\(loop.index)")])
+                counter("relay_loop_busy_microseconds_total", "Time spent in loop turns (not waiting).",
+                        Int64(loop.busyNanos.load(ordering: .relaxed) / 1000), labels: [("loop", "\(loop.index)")])
+            }
+            return registry.emitToString()
+        }
+    }
+}
