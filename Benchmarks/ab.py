@@ -13,30 +13,15 @@ Loopback only; every process it starts is stopped before it exits.
 """
 import argparse, json, os, re, signal, socket, statistics, subprocess, sys, tempfile, time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import free_port, logger, wait_port  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOADGEN = os.environ.get("LOADGEN_BIN", os.path.join(ROOT, ".build/release/loadgen"))
 SECRET = "ab-secret"
 
 
-def log(msg):
-    print(f"[ab {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=60):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listening on {port}")
+log = logger("ab")
 
 
 def start(relay, prefix=(), extra=()):
@@ -44,7 +29,7 @@ def start(relay, prefix=(), extra=()):
     p = subprocess.Popen(list(prefix) + [relay, "--port", str(port), "--host", "127.0.0.1", "--jwt-secret", SECRET,
                                          "--log-level", "warning", "--max-browsers-per-pod", "100000"] + list(extra),
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    wait_port(port)
+    wait_port(port, 60)
     return p, port
 
 

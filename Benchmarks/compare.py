@@ -14,6 +14,9 @@ C_BUILD_DIR where the C programs are built (default .build).
 """
 import argparse, datetime, json, os, platform, re, shutil, signal, socket, subprocess, sys, tempfile, time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import free_port, logger, wait_port  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RELAY = os.environ.get("RELAY_BIN") or os.path.join(ROOT, ".build/release/relay")
 LOADGEN = os.environ.get("LOADGEN_BIN") or os.path.join(ROOT, ".build/release/loadgen")
@@ -21,25 +24,7 @@ C_BUILD = os.environ.get("C_BUILD_DIR") or os.path.join(ROOT, ".build")
 SECRET = "compare-secret"
 
 
-def log(msg):
-    print(f"[compare {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=20):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listening on {port}")
+log = logger("compare")
 
 
 # Frames/s per pod of the latency run both servers sustain (1→100: 200,000 deliveries/s).

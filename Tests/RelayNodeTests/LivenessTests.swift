@@ -161,7 +161,8 @@ import Framing
         #expect(browser.isClosed)
     }
 
-    @Test func anUnansweredCloseOfTheRelaysEndsInATCPCloseAfterCloseTimeout() throws {
+    /// A browser the relay closes (one over the limit), with a 5 s close timeout.
+    func refusedBrowser() throws -> (RelayHarness, Peer) {
         let h = try harness {
             $0.maxBrowsersPerPod = 1
             $0.closeTimeout = nanos(5)
@@ -170,6 +171,11 @@ import Framing
         _ = try h.browser("p")
         let extra = try h.browser("p")
         #expect(extra.closeCode == .some(1008))
+        return (h, extra)
+    }
+
+    @Test func anUnansweredCloseOfTheRelaysEndsInATCPCloseAfterCloseTimeout() throws {
+        let (h, extra) = try refusedBrowser()
         h.advance(seconds: 4.5)
         #expect(!extra.isClosed, "waiting for the peer's Close")
         #expect(!extra.transport.writeShutdown)
@@ -178,19 +184,14 @@ import Framing
     }
 
     @Test func anAnsweredCloseOfTheRelaysClosesAtOnce() throws {
-        let h = try harness {
-            $0.maxBrowsersPerPod = 1
-            $0.closeTimeout = nanos(5)
+        let (h, extra) = try refusedBrowser()
+        withExtendedLifetime(h) {
+            extra.close(code: 1008)
+            #expect(extra.transport.writeShutdown, "FIN without waiting for the close timeout")
+            extra.drop()
+            #expect(extra.isClosed)
+            #expect(extra.everything.filter { if case .close = $0 { true } else { false } }.count == 1,
+                    "the relay does not answer the answer")
         }
-        _ = try h.runner("p")
-        _ = try h.browser("p")
-        let extra = try h.browser("p")
-        #expect(extra.closeCode == .some(1008))
-        extra.close(code: 1008)
-        #expect(extra.transport.writeShutdown, "FIN without waiting for the close timeout")
-        extra.drop()
-        #expect(extra.isClosed)
-        #expect(extra.everything.filter { if case .close = $0 { true } else { false } }.count == 1,
-                "the relay does not answer the answer")
     }
 }
