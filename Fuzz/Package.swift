@@ -1,6 +1,6 @@
 // swift-tools-version:6.1
-// libFuzzer targets for the relay's sans-I/O codecs. Build and run with
-// Fuzz/run.sh; by hand:
+// libFuzzer targets for the relay's sans-I/O codecs and hand-written JSON and
+// JWT parsers. Build and run with Fuzz/run.sh; by hand:
 //
 //   swift build -c release --package-path Fuzz --scratch-path Fuzz/.build \
 //       -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library
@@ -20,7 +20,6 @@ let relay = URL(fileURLWithPath: relayRoot,
 
 let package = Package(
     name: "relay-fuzz",
-    platforms: [.macOS(.v15)],
     dependencies: [
         .package(path: relayRoot),
     ],
@@ -36,6 +35,16 @@ let package = Package(
             name: "fuzz-http-head",
             dependencies: ["FuzzDriver", .product(name: "Framing", package: relay)],
             path: "Sources/fuzz-http-head"
+        ),
+        .executableTarget(
+            name: "fuzz-json",
+            dependencies: ["FuzzDriver", .product(name: "Framing", package: relay)],
+            path: "Sources/fuzz-json"
+        ),
+        .executableTarget(
+            name: "fuzz-jwt",
+            dependencies: ["FuzzDriver", .product(name: "Framing", package: relay)],
+            path: "Sources/fuzz-jwt"
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -39,6 +39,11 @@ public struct JSONParser {
         JSONParseError(index < bytes.count ? kind : .unexpectedEnd, at: index)
     }
 
+    /// A high surrogate escape not followed by `\u`: cut short, or lone.
+    private func lowSurrogateMissing(_ escapeStart: Int) -> JSONParseError {
+        current == nil ? fail(.unexpectedEnd) : JSONParseError(.invalidSurrogate, at: escapeStart)
+    }
+
     private mutating func skipWhitespace() {
         while let b = current, b == 0x20 || b == 0x09 || b == 0x0A || b == 0x0D { index += 1 }
     }
@@ -174,9 +179,11 @@ public struct JSONParser {
             let unit = try hex4()
             var scalarValue = UInt32(unit)
             if (0xD800...0xDBFF).contains(unit) {
-                guard current == UInt8(ascii: "\\") else { throw JSONParseError(.invalidSurrogate, at: escapeStart) }
+                // Input that ends here is cut short (unexpectedEnd, like any
+                // other truncation), not a lone surrogate.
+                guard current == UInt8(ascii: "\\") else { throw lowSurrogateMissing(escapeStart) }
                 index += 1
-                guard current == UInt8(ascii: "u") else { throw JSONParseError(.invalidSurrogate, at: escapeStart) }
+                guard current == UInt8(ascii: "u") else { throw lowSurrogateMissing(escapeStart) }
                 index += 1
                 let low = try hex4()
                 guard (0xDC00...0xDFFF).contains(low) else { throw JSONParseError(.invalidSurrogate, at: escapeStart) }

@@ -67,6 +67,9 @@ import Testing
         #expect(error("\"\u{1F}\"")?.kind == .invalidString)
         #expect(error("\"abc")?.kind == .unexpectedEnd)
         #expect(error(#""\u12"#)?.kind == .unexpectedEnd)
+        // Cut short after a high surrogate (found by fuzz-json).
+        #expect(error(#""\uD83D"#)?.kind == .unexpectedEnd)
+        #expect(error(#""\uD83D\"#)?.kind == .unexpectedEnd)
         let invalidUTF8: [UInt8] = [0x22, 0xC3, 0x28, 0x22]
         #expect(throws: JSONParseError(.invalidString, at: 3)) { try JSONParser.parse(invalidUTF8) }
     }
