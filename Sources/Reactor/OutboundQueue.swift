@@ -77,7 +77,9 @@ public struct OutboundQueue: ~Copyable {
         // and is checked before adding: a frame is never refused for its
         // size alone (the message size limit bounds that), and a peer that
         // reads promptly is not failed by one large frame in progress.
-        if !force && count > 0 && bytes - ring![head].slice.count >= limit { return false }
+        // `bytes >= limit` first: below it the bound cannot be reached, and
+        // the head entry (another cache line per subscriber) is not touched.
+        if !force && bytes >= limit && count > 0 && bytes - ring![head].slice.count >= limit { return false }
         if coalesce && tailCoalesces {
             let tail = ring! + ((head + count - 1) & (capacity - 1))
             if tail.pointee.tag == tag
