@@ -34,7 +34,8 @@ public struct OutboundQueue: ~Copyable {
         /// The owner's label (e.g. what kind of message this is), so it can
         /// drop entries by kind without parsing bytes.
         let tag: UInt32
-        /// Slices coalesced into this entry (1 unless `coalesce` joined more).
+        /// The owner's messages in this entry (1 unless a run was queued or
+        /// `coalesce` joined more).
         var slices: UInt32
     }
     private var ring: UnsafeMutablePointer<Entry>?
@@ -71,8 +72,10 @@ public struct OutboundQueue: ~Copyable {
     /// same tag, lies in the same slab and ends where `slice` starts (a
     /// pod's frames, built one after another in its arena), `slice` extends
     /// that entry instead of taking one: no count, no ring slot, one iovec.
+    /// `messages`: how many of the owner's messages `slice` holds (a run of
+    /// frames laid end to end), reported back by `removeAll(where:)`.
     @inline(__always)
-    public mutating func enqueue(_ slice: SlabSlice, tag: UInt32 = 0, force: Bool = false, coalesce: Bool = false) -> Bool {
+    public mutating func enqueue(_ slice: SlabSlice, tag: UInt32 = 0, messages: UInt32 = 1, force: Bool = false, coalesce: Bool = false) -> Bool {
         // The bound applies to what waits behind the slice being written,
         // and is checked before adding: a frame is never refused for its
         // size alone (the message size limit bounds that), and a peer that
@@ -87,14 +90,14 @@ public struct OutboundQueue: ~Copyable {
                 && tail.pointee.slice.start + tail.pointee.slice.count == slice.start
                 && tail.pointee.slice.count + slice.count <= Self.maxRun {
                 tail.pointee.slice.count += slice.count
-                tail.pointee.slices += 1
+                tail.pointee.slices += messages
                 bytes += slice.count
                 return true
             }
         }
         if count == capacity { grow() }
         slice.retain()
-        (ring! + ((head + count) & (capacity - 1))).initialize(to: Entry(slice: slice, tag: tag, slices: 1))
+        (ring! + ((head + count) & (capacity - 1))).initialize(to: Entry(slice: slice, tag: tag, slices: messages))
         count += 1
         bytes += slice.count
         tailCoalesces = coalesce

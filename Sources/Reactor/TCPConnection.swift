@@ -124,9 +124,9 @@ public final class TCPConnection: Selectable, Flushable {
     /// `connectionDrained` once the queue empties. `force` ignores the limit.
     /// `tag` and `coalesce`: see `OutboundQueue.enqueue`.
     @discardableResult
-    public func enqueue(_ slice: SlabSlice, tag: UInt32 = 0, force: Bool = false, coalesce: Bool = false) -> Bool {
+    public func enqueue(_ slice: SlabSlice, tag: UInt32 = 0, messages: UInt32 = 1, force: Bool = false, coalesce: Bool = false) -> Bool {
         guard phase.acceptsWrites else { return false }
-        guard outbound.enqueue(slice, tag: tag, force: force, coalesce: coalesce) else {
+        guard outbound.enqueue(slice, tag: tag, messages: messages, force: force, coalesce: coalesce) else {
             notifyOnDrain = true
             return false
         }

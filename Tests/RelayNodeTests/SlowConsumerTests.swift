@@ -71,6 +71,7 @@ import Framing
             let dropped = lagged.dropFirst().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
             #expect(dropped > 0)
             #expect(h.counters.droppedFrames.load(ordering: .relaxed) == Int(dropped))
+            #expect(before.count + Int(dropped) == sent.count, "every frame it missed is counted once")
         }
         #expect(rest.first == snapshot, "catch-up starts with the Snapshot")
         // Then the ring's tail after that Snapshot, which is every Output sent.
@@ -85,6 +86,42 @@ import Framing
         runner.send(.output, [42])
         #expect(slow.takeFrames().filter { $0.first != RelayFrameType.presence.rawValue } == [[2, 42]])
         #expect(slow.closeCode == nil)
+    }
+
+    /// Many frames in one read go to each browser as one run: a lag drops
+    /// and counts them frame by frame all the same.
+    @Test func framesOfOneReadLagAndCountAsFrames() throws {
+        let h = try harness()
+        let runner = try h.runner("p")
+        let fast = try h.browser("p")
+        let slow = try h.browser("p", ext: true, sendBufferSize: 4096)
+        _ = runner.take(); _ = fast.take(); _ = slow.take()
+        slow.reads = false
+        var bytes: [UInt8] = []
+        var sent: [[UInt8]] = []
+        // ~200 KiB: several reads of 64 KiB, each one run; the first run is
+        // the entry in progress, the next ones pass the 16 KiB bound.
+        for i in 0..<1000 {
+            let f = [RelayFrameType.output.rawValue] + Array(repeating: UInt8(i & 0xFF), count: 200)
+            sent.append(f)
+            var frame = [UInt8](repeating: 0, count: WebSocketEncoder.clientFrameSize(payloadLength: f.count))
+            let n = f.withUnsafeBytes { p in frame.withUnsafeMutableBytes { WebSocketEncoder.writeClientFrame(opcode: .binary, payload: p, maskKey: 9, to: $0.baseAddress!) } }
+            bytes += frame[..<n]
+        }
+        runner.transport.peerWrite(bytes)
+        h.run()
+        #expect(fast.takeFrames().filter { $0.first != RelayFrameType.presence.rawValue } == sent)
+        #expect(h.counters.deliveries.load(ordering: .relaxed) >= 1000, "the fast browser's deliveries are counted per frame")
+        slow.reads = true
+        slow.drain()
+        let got = slow.takeFrames().filter { $0.first != RelayFrameType.presence.rawValue }
+        guard let i = got.firstIndex(where: { $0.first == RelayFrameType.lagged.rawValue }) else {
+            Issue.record("no Lagged"); return
+        }
+        let dropped = got[i].dropFirst().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        #expect(i + Int(dropped) == sent.count, "received before the lag + dropped = sent")
+        #expect(Array(got[..<i]) == Array(sent.prefix(i)))
+        #expect(Array(got[(i + 1)...].dropLast()) == sent, "then the ring's tail (no Snapshot yet): every frame")
     }
 
     @Test func theThirdLagWithinTheWindowClosesWith4008() throws {

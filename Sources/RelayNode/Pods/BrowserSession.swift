@@ -40,17 +40,20 @@ final class BrowserSession: MessageStreamEndpoint {
     // MARK: Outbound
 
     /// Hot path: one live runner frame. No allocation, no atomic.
+    /// `frames`: how many frames `frame` holds (a run of one read's frames).
     @inline(__always)
-    func deliver(_ frame: SlabSlice, kind: MessageKind) -> Bool {
+    func deliver(_ frame: SlabSlice, kind: MessageKind, frames: UInt32 = 1) -> Bool {
         let replayable = kind == .replayable
         if lagged {
-            if replayable { droppedWhileLagged &+= 1 }
+            if replayable { droppedWhileLagged &+= UInt64(frames) }
             return false
         }
         // Replayable frames coalesce into runs in the queue: a lag drops a
         // run as a whole, and every frame of it is replayable.
-        if streamRef._withUnsafeGuaranteedRef({ $0.send(frame, kind: kind, force: false, coalesce: replayable) }) { return true }
-        if stream.isOpen { lag(droppedNow: replayable ? 1 : 0) }
+        if streamRef._withUnsafeGuaranteedRef({ $0.send(frame, kind: kind, messages: frames, force: false, coalesce: replayable) }) {
+            return true
+        }
+        if stream.isOpen { lag(droppedNow: replayable ? UInt64(frames) : 0) }
         return false
     }
 

@@ -26,6 +26,12 @@ final class PodChannel: BrowserHost {
     @exclusivity(unchecked) private var links: [LoopLink] = []
     /// Browsers accepted through the links.
     private var remoteBrowsers = 0
+    /// The replayable frames of the runner's current read not yet fanned
+    /// out: adjacent in the arena, they go to each browser as one run when
+    /// the read is done (one queue append per browser per read, not per
+    /// frame: the per-browser state is touched once). Holds one count.
+    private var run: SlabSlice?
+    private var runFrames: UInt32 = 0
     private var totalBrowsers: Int { browsers.count + remoteBrowsers }
     private var inputPaused = false
 
@@ -84,6 +90,7 @@ final class PodChannel: BrowserHost {
 
     func runnerLeft(_ r: RunnerSession) {
         guard runner === r, !ended else { return }
+        fanOutRun()
         runner = nil
         r.detached = true
         if inputPaused { resumeInput() }
@@ -103,15 +110,44 @@ final class PodChannel: BrowserHost {
         counters.add(counters.framesIn, 1)
         counters.add(counters.bytesIn, payload.count)
         let (kind, seq) = replay.record(frame, type: type)
-        let delivered = browsers.deliver(frame, kind: kind)
         for link in links { link.frame(frame, type: type, kind: kind, seq: seq) }
-        counters.add(counters.deliveries, delivered)
+        if kind == .replayable {
+            if let r = run, r.slab.toOpaque() == frame.slab.toOpaque(), r.start + r.count == frame.start,
+               r.count + frame.count <= OutboundQueue.maxRun {
+                run!.count += frame.count
+                runFrames &+= 1
+                return
+            }
+            fanOutRun()
+            frame.retain()
+            run = frame
+            runFrames = 1
+        } else {
+            fanOutRun()
+            fanOut(frame, kind: kind, frames: 1)
+        }
+    }
+
+    /// The runner's read is done, or something else is about to reach the
+    /// browsers: the pending run goes out first.
+    func fanOutRun() {
+        guard let r = run else { return }
+        run = nil
+        fanOut(r, kind: .replayable, frames: runFrames)
+        r.release()
+    }
+
+    @inline(__always)
+    private func fanOut(_ frame: SlabSlice, kind: MessageKind, frames: UInt32) {
+        let delivered = browsers.deliver(frame, kind: kind, frames: frames)
+        counters.add(counters.deliveries, delivered &* Int(frames))
         counters.add(counters.bytesOut, delivered &* frame.count)
     }
 
     // MARK: Browser side
 
     func browserJoined(_ b: BrowserSession) {
+        fanOutRun()
         guard !ended else {
             b.stream.close(code: RelayClose.runnerGone.0, reason: RelayClose.runnerGone.1)
             return
@@ -291,6 +327,7 @@ final class PodChannel: BrowserHost {
     /// A relay-made frame encoded once and queued by reference to every
     /// browser (or only the extended ones), like a runner frame.
     private func broadcastRelayFrame(_ bytes: [UInt8], extendedOnly: Bool = false, toRunner: Bool = false) {
+        fanOutRun()
         let slab = bytes.withUnsafeBytes { ServerFrame.copy(opcode: .binary, payload: $0) }
         browsers.broadcast(slab.written, extendedOnly: extendedOnly)
         for link in links { link.frame(slab.written, type: bytes[0], kind: .other, seq: 0, extendedOnly: extendedOnly) }
@@ -317,6 +354,7 @@ final class PodChannel: BrowserHost {
     /// Closes everything and leaves the hub.
     private func end(browserClose: (UInt16, String)) {
         guard !ended else { return }
+        fanOutRun()
         ended = true
         reconnectTimer?.cancel()
         keepAliveTimer?.cancel()

@@ -107,16 +107,39 @@ final class PodMirror: BrowserHost, @unchecked Sendable {
             }
         }
         guard !detached else { return }
+        // Adjacent replayable frames go to each browser as one run, as on
+        // the home loop (the batch's slabs live until the end of this call).
+        var run: SlabSlice? = nil
+        var runFrames: UInt32 = 0
+        func fanOut(_ f: SlabSlice, kind: MessageKind, frames: UInt32) {
+            let delivered = browsers.deliver(f, kind: kind, frames: frames)
+            hub.counters.add(hub.counters.deliveries, delivered &* Int(frames))
+            hub.counters.add(hub.counters.bytesOut, delivered &* f.count)
+        }
+        func fanOutRun() {
+            if let r = run { fanOut(r, kind: .replayable, frames: runFrames) }
+            run = nil
+        }
+        defer { fanOutRun() }
         for item in batch.items {
+            if case .frame(let f, _, .replayable, _, false) = item, let r = run,
+               r.slab.toOpaque() == f.slab.toOpaque(), r.start + r.count == f.start, r.count + f.count <= OutboundQueue.maxRun {
+                if case .frame(let f, let type, let kind, let seq, _) = item { replay.record(f, type: type, kind: kind, seq: seq) }
+                run!.count += f.count
+                runFrames &+= 1
+                continue
+            }
+            fanOutRun()
             switch item {
             case .frame(let f, let type, let kind, let seq, let extendedOnly):
                 replay.record(f, type: type, kind: kind, seq: seq)
                 if extendedOnly {
                     browsers.broadcast(f, extendedOnly: true)
+                } else if kind == .replayable {
+                    run = f
+                    runFrames = 1
                 } else {
-                    let delivered = browsers.deliver(f, kind: kind)
-                    hub.counters.add(hub.counters.deliveries, delivered)
-                    hub.counters.add(hub.counters.bytesOut, delivered &* f.count)
+                    fanOut(f, kind: kind, frames: 1)
                 }
             case .state(let s):
                 restore(s)

@@ -48,6 +48,10 @@ final class RunnerSession: MessageStreamEndpoint {
         pod.runnerSent(type: message.payload[0], payload: message.payload)
     }
 
+    func streamReadDone(_ stream: MessageStream) {
+        if !detached { pod.fanOutRun() }
+    }
+
     func streamDrained(_ stream: MessageStream) {
         if !detached { pod.resumeInput() }
     }

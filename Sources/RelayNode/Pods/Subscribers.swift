@@ -34,12 +34,13 @@ struct Subscribers {
         return all
     }
 
-    /// Hot path: one frame to every browser. Returns how many took it.
+    /// Hot path: one frame, or a run of `frames` frames laid end to end, to
+    /// every browser. Returns how many browsers took it.
     @inline(__always)
-    func deliver(_ frame: SlabSlice, kind: MessageKind) -> Int {
+    func deliver(_ frame: SlabSlice, kind: MessageKind, frames: UInt32 = 1) -> Int {
         var delivered = 0
         for b in fanout {
-            if b._withUnsafeGuaranteedRef({ $0.deliver(frame, kind: kind) }) { delivered &+= 1 }
+            if b._withUnsafeGuaranteedRef({ $0.deliver(frame, kind: kind, frames: frames) }) { delivered &+= 1 }
         }
         return delivered
     }

@@ -40,13 +40,18 @@ class MessageStream {
     /// Bytes queued and not yet written.
     var queuedBytes: Int { preconditionFailure("MessageStream.queuedBytes not overridden") }
 
-    /// Queues a frame the pod encoded, by reference. False when the
-    /// outbound bound refused it (the stream then reports `streamDrained`
-    /// once its queue empties) or the stream is closing. `force` passes the
-    /// bound; `coalesce` lets adjacent frames of one arena share an entry
-    /// (they are then dropped together, so only for one kind).
-    func send(_ frame: SlabSlice, kind: MessageKind, force: Bool, coalesce: Bool) -> Bool {
+    /// Queues a frame the pod encoded (or `messages` of them laid end to
+    /// end), by reference. False when the outbound bound refused it (the
+    /// stream then reports `streamDrained` once its queue empties) or the
+    /// stream is closing. `force` passes the bound; `coalesce` lets adjacent
+    /// frames of one arena share an entry (they are then dropped together,
+    /// so only for one kind).
+    func send(_ frame: SlabSlice, kind: MessageKind, messages: UInt32, force: Bool, coalesce: Bool) -> Bool {
         preconditionFailure("MessageStream.send not overridden")
+    }
+
+    func send(_ frame: SlabSlice, kind: MessageKind, force: Bool, coalesce: Bool) -> Bool {
+        send(frame, kind: kind, messages: 1, force: force, coalesce: coalesce)
     }
 
     /// Encodes a relay-made message (`[type][payload]`) for this stream and queues it.

@@ -50,9 +50,11 @@ final class WebSocketConnection: MessageStream, ConnectionHandler {
     /// Queues a ready server frame (retained). False when the outbound bound
     /// refused it or the connection is closing: the endpoint decides.
     @discardableResult
-    override func send(_ frame: SlabSlice, kind: MessageKind, force: Bool, coalesce: Bool) -> Bool {
+    override func send(_ frame: SlabSlice, kind: MessageKind, messages: UInt32, force: Bool, coalesce: Bool) -> Bool {
         guard session.state == .open else { return false }
-        return connectionRef._withUnsafeGuaranteedRef { $0.enqueue(frame, tag: kind.rawValue, force: force, coalesce: coalesce) }
+        return connectionRef._withUnsafeGuaranteedRef {
+            $0.enqueue(frame, tag: kind.rawValue, messages: messages, force: force, coalesce: coalesce)
+        }
     }
 
     /// Copies `message` into a new binary frame and queues it.
@@ -160,6 +162,7 @@ final class WebSocketConnection: MessageStream, ConnectionHandler {
                 connection.close(afterFlush: true)
             }
         }
+        endpoint?.streamReadDone(self)
     }
 
     func connectionReadEOF(_ c: TCPConnection) {
