@@ -6,7 +6,8 @@ same loadgen, interleaved (A B A B …), medians reported.
         [--subscribers 100] [--windows 32,1000] [--size 128] [--callgrind]
 
 Wall clock: deliveries/s of `loadgen fanout --max` per window, each run a
-fresh relay process. --callgrind: also one run of each binary under
+fresh relay process. A binary named `fanout_server` is the C reference
+(`Benchmarks/reference/fanout_server.c`), started with just a port. --callgrind: also one run of each binary under
 `valgrind --tool=callgrind`, reported as the relay's user-space instructions
 per delivery (repeatable on a noisy machine, unlike seconds).
 Loopback only; every process it starts is stopped before it exits.
@@ -26,8 +27,13 @@ log = logger("ab")
 
 def start(relay, prefix=(), extra=()):
     port = free_port()
-    p = subprocess.Popen(list(prefix) + [relay, "--port", str(port), "--host", "127.0.0.1", "--jwt-secret", SECRET,
-                                         "--log-level", "warning", "--max-browsers-per-pod", "100000"] + list(extra),
+    if os.path.basename(relay) == "fanout_server":
+        # The C reference (Benchmarks/reference): only a port.
+        argv = [relay, str(port)]
+    else:
+        argv = [relay, "--port", str(port), "--host", "127.0.0.1", "--jwt-secret", SECRET,
+                "--log-level", "warning", "--max-browsers-per-pod", "100000"] + list(extra)
+    p = subprocess.Popen(list(prefix) + argv,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     wait_port(port, 60)
     return p, port
@@ -75,6 +81,7 @@ def main():
     binaries = {"A": args.a, "B": args.b}
     extras = {"A": args.a_args.split(), "B": args.b_args.split()}
     rates = {(k, w): [] for k in binaries for w in windows}
+    cpu = {(k, w): [] for k in binaries for w in windows}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.runs):
             for w in windows:
@@ -85,16 +92,20 @@ def main():
                     finally:
                         stop(p)
                     rates[(k, w)].append(r["deliveries_per_s"])
+                    if r.get("server_cpu_us_per_delivery") is not None:
+                        cpu[(k, w)].append(r["server_cpu_us_per_delivery"] * 1000)
                     log(f"run {i + 1}/{args.runs} window {w} {k}: {r['deliveries_per_s'] / 1e6:.2f} M deliveries/s")
         print()
         print(f"1 pod → {args.subscribers} subscribers, {args.size} B frames, medians of {args.runs} interleaved runs")
         print(f"A = {args.a} {args.a_args}".rstrip())
         print(f"B = {args.b} {args.b_args}".rstrip())
-        print("| window | A (M/s) | B (M/s) | B/A |")
-        print("|---|---|---|---|")
+        print("| window | A (M/s) | B (M/s) | B/A | A server CPU ns/delivery | B server CPU ns/delivery | B/A |")
+        print("|---|---|---|---|---|---|---|")
         for w in windows:
             a, b = statistics.median(rates[("A", w)]), statistics.median(rates[("B", w)])
-            print(f"| {w} | {a / 1e6:.2f} | {b / 1e6:.2f} | {b / a:.3f} |")
+            ca = statistics.median(cpu[("A", w)]) if cpu[("A", w)] else float("nan")
+            cb = statistics.median(cpu[("B", w)]) if cpu[("B", w)] else float("nan")
+            print(f"| {w} | {a / 1e6:.2f} | {b / 1e6:.2f} | {b / a:.3f} | {ca:.0f} | {cb:.0f} | {cb / ca:.3f} |")
         if args.callgrind:
             print()
             print("| callgrind (window 32) | Ir per delivery |")
