@@ -59,6 +59,18 @@ import Framing
         #expect(e.closeCode == nil, "the remote browser's place is free again")
     }
 
+    @Test func aMirrorWhoseOnlyBrowserIsRefusedGoesAway() throws {
+        let h = try harness { $0.maxBrowsersPerPod = 1 }
+        let key = pod(h)
+        _ = try h.runner(key)
+        _ = try h.browser(key, on: 0)
+        let refused = try h.browser(key, on: 1)
+        #expect(refused.closeCode == .some(1008))
+        #expect(h.server.hubs[1].mirrorCount == 0)
+        refused.close()
+        #expect(h.server.hubs[1].mirrorCount == 0)
+    }
+
     @Test func presenceAndStatsCountRemoteBrowsers() throws {
         let h = try harness()
         let key = pod(h)

@@ -156,6 +156,8 @@ final class PodMirror: BrowserHost, @unchecked Sendable {
                 }
             case .refused(let id, let code, let reason):
                 joining.removeValue(forKey: id)?.stream.close(code: code, reason: reason)
+                // The home dropped its link with its last browser: so does this side.
+                if browsers.isEmpty && joining.isEmpty { leave() }
             case .runner(let present, let paired):
                 runnerPresent = present
                 runnerPaired = paired
