@@ -30,6 +30,40 @@ import Framing
         #expect(runner.close?.reason == "pending connection timeout")
     }
 
+    /// A connection closed for the pending timeout leaves its pod at once,
+    /// not when its peer answers the Close: the next counterpart to come
+    /// waits as pending itself.
+    @Test func aRunnerTimedOutAsPendingIsGoneBeforeItsPeerAnswers() throws {
+        let h = try RelayHarness {
+            $0.pendingConnectionTimeout = nanos(10)
+            $0.pingInterval = nanos(3600)
+        }
+        let runner = try h.runner("p")
+        h.advance(seconds: 10.5)
+        #expect(runner.closeCode == .some(1001))
+        #expect(!runner.isClosed, "its peer has not answered yet")
+        let browser = try h.browser("p")
+        #expect(!browser.takeTypes().contains(Self.disconnected), "not a runner away: none is there")
+        #expect(AdminReport.stats(h.server.hubs).contains("\"pending_subscribers\":1"))
+        h.advance(seconds: 10.5)
+        #expect(browser.closeCode == .some(1001), "it waited as pending, and timed out")
+    }
+
+    @Test func aBrowserTimedOutAsPendingIsGoneBeforeItsPeerAnswers() throws {
+        let h = try RelayHarness {
+            $0.pendingConnectionTimeout = nanos(10)
+            $0.pingInterval = nanos(3600)
+        }
+        let browser = try h.browser("p")
+        h.advance(seconds: 10.5)
+        #expect(browser.closeCode == .some(1001))
+        #expect(!browser.isClosed)
+        #expect(AdminReport.stats(h.server.hubs).contains("\"pending_subscribers\":0"))
+        let runner = try h.runner("p")
+        h.advance(seconds: 10.5)
+        #expect(runner.closeCode == .some(1001), "no browser was there for it: pending, timed out")
+    }
+
     @Test(arguments: [true, false])
     func pairingCancelsThePendingTimeout(runnerFirst: Bool) throws {
         let h = try RelayHarness { $0.pendingConnectionTimeout = nanos(10) }

@@ -169,9 +169,11 @@ final class PodChannel: BrowserHost {
             if runnerPaired {
                 b.sendRelayFrame([RelayFrameType.runnerDisconnected.rawValue])
             } else {
-                b.pendingTimer = loop.schedule(afterNanoseconds: hub.settings.pendingTimeout) { [unowned b] in
+                b.pendingTimer = loop.schedule(afterNanoseconds: hub.settings.pendingTimeout) { [unowned self, unowned b] in
                     b.pendingTimer = nil
                     b.stream.close(code: RelayClose.pendingTimeout.0, reason: RelayClose.pendingTimeout.1)
+                    // Gone for the pod now, not when the peer answers the Close.
+                    browserLeft(b)
                 }
             }
         }
@@ -343,9 +345,16 @@ final class PodChannel: BrowserHost {
 
     private func startRunnerPendingTimer(_ r: RunnerSession) {
         r.pendingTimer?.cancel()
-        r.pendingTimer = loop.schedule(afterNanoseconds: hub.settings.pendingTimeout) { [unowned r] in
+        r.pendingTimer = loop.schedule(afterNanoseconds: hub.settings.pendingTimeout) { [unowned self, unowned r] in
             r.pendingTimer = nil
             r.stream.close(code: RelayClose.pendingTimeout.0, reason: RelayClose.pendingTimeout.1)
+            // A runner that waited in vain is gone for the pod now (not when
+            // the peer answers the Close), and so is the pod: a browser that
+            // comes later waits as pending, not for a runner "away".
+            guard runner === r, totalBrowsers == 0 else { return }
+            runner = nil
+            r.detached = true
+            end(browserClose: RelayClose.noSubscribers)
         }
     }
 

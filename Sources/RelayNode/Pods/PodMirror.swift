@@ -210,9 +210,10 @@ final class PodMirror: BrowserHost, @unchecked Sendable {
     }
 
     private func startPendingTimer(_ b: BrowserSession) {
-        b.pendingTimer = hub.loop.schedule(afterNanoseconds: hub.settings.pendingTimeout) { [unowned b] in
+        b.pendingTimer = hub.loop.schedule(afterNanoseconds: hub.settings.pendingTimeout) { [unowned self, unowned b] in
             b.pendingTimer = nil
             b.stream.close(code: RelayClose.pendingTimeout.0, reason: RelayClose.pendingTimeout.1)
+            browserLeft(b)      // gone for the pod now, not when the peer answers
         }
     }
 }
