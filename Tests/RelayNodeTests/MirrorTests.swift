@@ -192,17 +192,9 @@ import Framing
         _ = remote.take()
         // 200 KiB in one go: the home reads it in several turns before loop 1
         // runs, so the link passes its 64 KiB bound and skips frames.
-        var bytes: [UInt8] = []
-        var sent: [[UInt8]] = []
-        for i in 0..<200 {
-            let f = [RelayFrameType.output.rawValue] + Array(repeating: UInt8(i & 0xFF), count: 1000)
-            sent.append(f)
-            var frame = [UInt8](repeating: 0, count: WebSocketEncoder.clientFrameSize(payloadLength: f.count))
-            let n = f.withUnsafeBytes { p in frame.withUnsafeMutableBytes { WebSocketEncoder.writeClientFrame(opcode: .binary, payload: p, maskKey: 7, to: $0.baseAddress!) } }
-            bytes += frame[..<n]
-        }
-        runner.transport.peerWrite(bytes)
-        h.run()
+        let sent = runner.sendAtOnce((0..<200).map { i in
+            [RelayFrameType.output.rawValue] + Array(repeating: UInt8(i & 0xFF), count: 1000)
+        })
         remote.drain()
         let got = relevant(remote)
         #expect(h.counters.lags.load(ordering: .relaxed) >= 1, "the link lagged")

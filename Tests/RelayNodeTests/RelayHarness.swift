@@ -201,12 +201,25 @@ final class Peer {
     /// The relay closed the TCP connection.
     var isClosed: Bool { transport.isClosed }
 
-    func sendFrame(_ opcode: WebSocketOpcode, _ payload: [UInt8]) {
+    /// A masked client frame, as a client sends it.
+    static func clientFrame(_ opcode: WebSocketOpcode = .binary, _ payload: [UInt8]) -> [UInt8] {
         var frame = [UInt8](repeating: 0, count: WebSocketEncoder.clientFrameSize(payloadLength: payload.count))
         let n = payload.withUnsafeBytes { p in
             frame.withUnsafeMutableBytes { WebSocketEncoder.writeClientFrame(opcode: opcode, payload: p, maskKey: 0x1234_5678, to: $0.baseAddress!) }
         }
-        transport.peerWrite(Array(frame[..<n]))
+        return Array(frame[..<n])
+    }
+
+    func sendFrame(_ opcode: WebSocketOpcode, _ payload: [UInt8]) {
+        transport.peerWrite(Self.clientFrame(opcode, payload))
+    }
+
+    /// Relay messages as one write, so the relay reads many in one go. Returns them.
+    @discardableResult
+    func sendAtOnce(_ messages: [[UInt8]]) -> [[UInt8]] {
+        transport.peerWrite(messages.flatMap { Self.clientFrame(.binary, $0) })
+        harness.run()
+        return messages
     }
 
     /// Sends a relay message `[type] + payload` and runs the loop.

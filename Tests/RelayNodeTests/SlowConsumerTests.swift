@@ -97,19 +97,11 @@ import Framing
         let slow = try h.browser("p", ext: true, sendBufferSize: 4096)
         _ = runner.take(); _ = fast.take(); _ = slow.take()
         slow.reads = false
-        var bytes: [UInt8] = []
-        var sent: [[UInt8]] = []
         // ~200 KiB: several reads of 64 KiB, each one run; the first run is
         // the entry in progress, the next ones pass the 16 KiB bound.
-        for i in 0..<1000 {
-            let f = [RelayFrameType.output.rawValue] + Array(repeating: UInt8(i & 0xFF), count: 200)
-            sent.append(f)
-            var frame = [UInt8](repeating: 0, count: WebSocketEncoder.clientFrameSize(payloadLength: f.count))
-            let n = f.withUnsafeBytes { p in frame.withUnsafeMutableBytes { WebSocketEncoder.writeClientFrame(opcode: .binary, payload: p, maskKey: 9, to: $0.baseAddress!) } }
-            bytes += frame[..<n]
-        }
-        runner.transport.peerWrite(bytes)
-        h.run()
+        let sent = runner.sendAtOnce((0..<1000).map { i in
+            [RelayFrameType.output.rawValue] + Array(repeating: UInt8(i & 0xFF), count: 200)
+        })
         #expect(fast.takeFrames().filter { $0.first != RelayFrameType.presence.rawValue } == sent)
         #expect(h.counters.deliveries.load(ordering: .relaxed) >= 1000, "the fast browser's deliveries are counted per frame")
         slow.reads = true
