@@ -157,14 +157,9 @@ final class PipelineClient: ConnectionHandler {
     }
 }
 
-/// A loop's turn counters, read on its own thread.
+/// A loop's turn counters (relaxed atomics, readable from any thread).
 func loopCounters(_ loop: EventLoop) -> (turns: UInt64, busyNanos: UInt64) {
-    let result = Mutex<(UInt64, UInt64)?>(nil)
-    loop.execute { result.withLock { $0 = (loop.turns, loop.busyNanos) } }
-    while true {
-        if let r = result.withLock({ $0 }) { return r }
-        usleep(100)
-    }
+    (loop.turns.load(ordering: .relaxed), loop.busyNanos.load(ordering: .relaxed))
 }
 
 func cpuSeconds() -> Double {
