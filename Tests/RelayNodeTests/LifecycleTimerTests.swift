@@ -11,7 +11,7 @@ import Framing
     // MARK: Pending timeout
 
     @Test func aBrowserAloneIsClosedAfterThePendingTimeoutNotBefore() throws {
-        let h = try RelayHarness { $0.pendingConnectionTimeout = nanos(10) }
+        let h = try RelayHarness { $0.pod.pendingTimeout = nanos(10) }
         let browser = CloseTap(try h.browser("p"))
         h.advance(seconds: 9.5)
         #expect(browser.close == nil, "still waiting for its runner")
@@ -21,7 +21,7 @@ import Framing
     }
 
     @Test func aRunnerAloneIsClosedAfterThePendingTimeoutNotBefore() throws {
-        let h = try RelayHarness { $0.pendingConnectionTimeout = nanos(10) }
+        let h = try RelayHarness { $0.pod.pendingTimeout = nanos(10) }
         let runner = CloseTap(try h.runner("p"))
         h.advance(seconds: 9.5)
         #expect(runner.close == nil)
@@ -35,7 +35,7 @@ import Framing
     /// waits as pending itself.
     @Test func aRunnerTimedOutAsPendingIsGoneBeforeItsPeerAnswers() throws {
         let h = try RelayHarness {
-            $0.pendingConnectionTimeout = nanos(10)
+            $0.pod.pendingTimeout = nanos(10)
             $0.pingInterval = nanos(3600)
         }
         let runner = try h.runner("p")
@@ -51,7 +51,7 @@ import Framing
 
     @Test func aBrowserTimedOutAsPendingIsGoneBeforeItsPeerAnswers() throws {
         let h = try RelayHarness {
-            $0.pendingConnectionTimeout = nanos(10)
+            $0.pod.pendingTimeout = nanos(10)
             $0.pingInterval = nanos(3600)
         }
         let browser = try h.browser("p")
@@ -66,7 +66,7 @@ import Framing
 
     @Test(arguments: [true, false])
     func pairingCancelsThePendingTimeout(runnerFirst: Bool) throws {
-        let h = try RelayHarness { $0.pendingConnectionTimeout = nanos(10) }
+        let h = try RelayHarness { $0.pod.pendingTimeout = nanos(10) }
         let first = try runnerFirst ? h.runner("p") : h.browser("p")
         h.advance(seconds: 9.5)
         let second = try runnerFirst ? h.browser("p") : h.runner("p")
@@ -80,7 +80,7 @@ import Framing
     }
 
     @Test func aSecondBrowserAfterPairingGetsNoPendingTimeout() throws {
-        let h = try RelayHarness { $0.pendingConnectionTimeout = nanos(10) }
+        let h = try RelayHarness { $0.pod.pendingTimeout = nanos(10) }
         _ = try h.runner("p")
         let a = try h.browser("p")
         h.advance(seconds: 5)
@@ -104,7 +104,7 @@ import Framing
     }
 
     @Test func aRunnerReturningWithinTheGraceSendsRunnerReconnected() throws {
-        let h = try RelayHarness { $0.runnerReconnectTimeout = nanos(10) }
+        let h = try RelayHarness { $0.pod.runnerReconnectTimeout = nanos(10) }
         let old = try h.runner("p")
         let a = try h.browser("p"), b = try h.browser("p")
         old.close()
@@ -122,7 +122,7 @@ import Framing
     }
 
     @Test func browsersAreClosedWith1001WhenTheRunnerDoesNotReturn() throws {
-        let h = try RelayHarness { $0.runnerReconnectTimeout = nanos(10) }
+        let h = try RelayHarness { $0.pod.runnerReconnectTimeout = nanos(10) }
         let runner = try h.runner("p")
         let a = CloseTap(try h.browser("p")), b = try h.browser("p")
         runner.drop()
@@ -138,8 +138,8 @@ import Framing
 
     @Test func aBrowserJoiningWhileTheRunnerIsAwayGetsRunnerDisconnectedAtOnce() throws {
         let h = try RelayHarness {
-            $0.runnerReconnectTimeout = nanos(20)
-            $0.pendingConnectionTimeout = nanos(5)
+            $0.pod.runnerReconnectTimeout = nanos(20)
+            $0.pod.pendingTimeout = nanos(5)
         }
         let runner = try h.runner("p")
         let a = try h.browser("p")
@@ -156,7 +156,7 @@ import Framing
     }
 
     @Test func theLastBrowserLeavingWhileTheRunnerIsAwayKeepsTheGrace() throws {
-        let h = try RelayHarness { $0.runnerReconnectTimeout = nanos(10) }
+        let h = try RelayHarness { $0.pod.runnerReconnectTimeout = nanos(10) }
         let runner = try h.runner("p")
         let a = try h.browser("p")
         runner.close()
@@ -169,7 +169,7 @@ import Framing
     // MARK: Keep-alive
 
     @Test func theRunnerIsClosedWith1000KeepAliveAfterTheLastBrowserLeaves() throws {
-        let h = try RelayHarness { $0.keepAliveDuration = nanos(10) }
+        let h = try RelayHarness { $0.pod.keepAlive = nanos(10) }
         let runner = CloseTap(try h.runner("p"))
         let a = try h.browser("p"), b = try h.browser("p")
         a.close()
@@ -184,7 +184,7 @@ import Framing
     }
 
     @Test func aBrowserJoiningWithinKeepAliveKeepsThePod() throws {
-        let h = try RelayHarness { $0.keepAliveDuration = nanos(10) }
+        let h = try RelayHarness { $0.pod.keepAlive = nanos(10) }
         let runner = try h.runner("p")
         let a = try h.browser("p")
         runner.send(.output, [1])
@@ -225,7 +225,7 @@ import Framing
 
     @Test func inputPastTheHeldBytesIsRefusedAndExtBrowsersGet503() throws {
         // Each input below is 4 bytes with its type byte: two fill the buffer exactly.
-        let h = try RelayHarness { $0.heldInputBytes = 8 }
+        let h = try RelayHarness { $0.pod.heldInputBytes = 8 }
         let runner = try h.runner("p")
         let plain = try h.browser("p"), ext = try h.browser("p", ext: true)
         runner.close()
@@ -251,7 +251,7 @@ import Framing
     }
 
     @Test func heldInputIsDroppedWhenTheRunnerNeverReturns() throws {
-        let h = try RelayHarness { $0.runnerReconnectTimeout = nanos(10) }
+        let h = try RelayHarness { $0.pod.runnerReconnectTimeout = nanos(10) }
         let runner = try h.runner("p")
         let a = try h.browser("p")
         runner.close()

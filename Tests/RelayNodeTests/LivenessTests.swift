@@ -164,7 +164,7 @@ import Framing
     /// A browser the relay closes (one over the limit), with a 5 s close timeout.
     func refusedBrowser() throws -> (RelayHarness, Peer) {
         let h = try harness {
-            $0.maxBrowsersPerPod = 1
+            $0.pod.maxBrowsers = 1
             $0.closeTimeout = nanos(5)
         }
         _ = try h.runner("p")

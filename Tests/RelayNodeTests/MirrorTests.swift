@@ -44,7 +44,7 @@ import Framing
     }
 
     @Test func theBrowserLimitCountsBothLoops() throws {
-        let h = try harness { $0.maxBrowsersPerPod = 2 }
+        let h = try harness { $0.pod.maxBrowsers = 2 }
         let key = pod(h)
         _ = try h.runner(key)
         let a = try h.browser(key, on: 0)
@@ -60,7 +60,7 @@ import Framing
     }
 
     @Test func aMirrorWhoseOnlyBrowserIsRefusedGoesAway() throws {
-        let h = try harness { $0.maxBrowsersPerPod = 1 }
+        let h = try harness { $0.pod.maxBrowsers = 1 }
         let key = pod(h)
         _ = try h.runner(key)
         _ = try h.browser(key, on: 0)
@@ -83,7 +83,7 @@ import Framing
     }
 
     @Test func runnerAwayAndBackReachRemoteBrowsersAndTheGraceEndsThem() throws {
-        let h = try harness { $0.runnerReconnectTimeout = 10_000_000_000 }
+        let h = try harness { $0.pod.runnerReconnectTimeout = 10_000_000_000 }
         let key = pod(h)
         let runner = try h.runner(key)
         let remote = try h.browser(key, on: 1)
@@ -102,7 +102,7 @@ import Framing
     }
 
     @Test func aRemoteBrowserWithoutARunnerTimesOutAsPending() throws {
-        let h = try harness { $0.pendingConnectionTimeout = 10_000_000_000 }
+        let h = try harness { $0.pod.pendingTimeout = 10_000_000_000 }
         let key = pod(h)
         let remote = try h.browser(key, on: 1)
         h.advance(seconds: 9)
@@ -184,7 +184,7 @@ import Framing
     }
 
     @Test func aLinkThatFallsBehindMendsItselfWithAFreshState() throws {
-        let h = try harness { $0.replayRingBytes = 16 << 10 }
+        let h = try harness { $0.pod.replayRingBytes = 16 << 10 }
         let key = pod(h)
         let runner = try h.runner(key)
         runner.send(.snapshot, [0x53])
@@ -212,7 +212,7 @@ import Framing
     }
 
     @Test func theEndOfThePodClosesRemoteBrowsersAndTheLastOneTakesTheMirrorAway() throws {
-        let h = try harness { $0.keepAliveDuration = 5_000_000_000 }
+        let h = try harness { $0.pod.keepAlive = 5_000_000_000 }
         let key = pod(h)
         let runner = try h.runner(key, ext: true)
         let remote = try h.browser(key, on: 1)

@@ -55,7 +55,7 @@ import Framing
     }
 
     @Test func theBrowserLimitClosesOneMoreWith1008() throws {
-        let h = try RelayHarness { $0.maxBrowsersPerPod = 2 }
+        let h = try RelayHarness { $0.pod.maxBrowsers = 2 }
         _ = try h.runner("p")
         let a = try h.browser("p"), b = try h.browser("p")
         let c = try h.browser("p")

@@ -216,7 +216,7 @@ import Framing
     static func output(_ i: UInt8) -> [UInt8] { [RelayFrameType.output.rawValue] + Array(repeating: i, count: 9) }
 
     func lateJoin(snapshotAfter: Int?) throws -> (browser: [[UInt8]], runnerAskedForResync: Bool) {
-        let h = try RelayHarness { $0.replayRingBytes = 40 }
+        let h = try RelayHarness { $0.pod.replayRingBytes = 40 }
         let runner = try h.runner("p")
         for i in UInt8(1)...10 {
             let f = Self.output(i)

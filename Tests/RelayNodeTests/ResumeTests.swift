@@ -51,7 +51,7 @@ import Framing
     }
 
     @Test func resumeFromFramesTheRingNoLongerHoldsGetsGapThenSnapshotAndTail() throws {
-        let h = try RelayHarness { $0.replayRingBytes = 100 }
+        let h = try RelayHarness { $0.pod.replayRingBytes = 100 }
         let runner = try h.runner("p")
         let first = try h.browser("p", ext: true)
         let (epoch, _) = Self.position(relevant(first).last!)!

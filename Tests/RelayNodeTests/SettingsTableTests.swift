@@ -89,8 +89,8 @@ import Glibc
 
     @Test func theNewKnobsReachThePods() throws {
         let s = try resolve(flags: ["jwt-secret": "s", "held-input-bytes": "10", "lag-limit": "5", "lag-window": "2s"])
-        #expect(s.podSettings.heldInputBytes == 10)
-        #expect(s.podSettings.lagLimit == 5)
-        #expect(s.podSettings.lagWindow == 2_000_000_000)
+        #expect(s.pod.heldInputBytes == 10)
+        #expect(s.pod.lagLimit == 5)
+        #expect(s.pod.lagWindow == 2_000_000_000)
     }
 }

@@ -138,7 +138,7 @@ import Framing
     @Test func lagsFurtherApartThanTheWindowAreForgiven() throws {
         let h = try RelayHarness {
             $0.outboundQueueBytes = Self.bound
-            $0.lagWindow = 60_000_000_000
+            $0.pod.lagWindow = 60_000_000_000
         }
         let runner = try h.runner("p")
         let slow = try h.browser("p", sendBufferSize: 4096)

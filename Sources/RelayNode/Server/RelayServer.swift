@@ -36,7 +36,7 @@ final class RelayServer: @unchecked Sendable {
             self.group = group
             self.loops = group.loops
         }
-        let pods = settings.podSettings
+        let pods = settings.pod
         hubs = self.loops.map { PodHub(loop: $0, settings: pods, counters: RelayCounters(), logger: logger) }
         authenticator = TokenAuthenticator(secrets: settings.jwtSecrets, issuer: settings.jwtIssuer)
         liveness = self.loops.map { LivenessMonitor(loop: $0, interval: settings.pingInterval, closeTimeout: settings.closeTimeout) }

@@ -13,10 +13,8 @@ public struct RelaySettings: Sendable {
 
     var jwtSecrets: [[UInt8]] = []
     var jwtIssuer: String? = "agentsmesh-relay"
-    var keepAliveDuration: UInt64 = 30_000_000_000
-    var maxBrowsersPerPod = 10
-    var runnerReconnectTimeout: UInt64 = 30_000_000_000
-    var pendingConnectionTimeout: UInt64 = 60_000_000_000
+    /// The pod lifecycle, replay and slow-consumer knobs.
+    var pod = PodSettings()
     var relayID = "relay"
     var relayRegion = "default"
     var relayCapacity = 1000
@@ -26,10 +24,6 @@ public struct RelaySettings: Sendable {
     var closeTimeout: UInt64 = 5_000_000_000
     var maxMessageSize = 4 << 20
     var outboundQueueBytes = 1 << 20
-    var replayRingBytes = 1 << 20
-    var heldInputBytes = 64 << 10
-    var lagLimit = 3
-    var lagWindow: UInt64 = 60_000_000_000
     var allowedOrigins: [String] = []
     /// Where a browser's connection lives: on its pod's home loop (`home`),
     /// or on the loop that accepted it, reached through that loop's mirror
@@ -105,10 +99,10 @@ public struct RelaySettings: Sendable {
         r.jwtSecrets += s.list(Spec.jwtPrevious).map { Array($0.utf8) }
         let issuer = s.string(Spec.jwtIssuer) ?? ""
         r.jwtIssuer = issuer.isEmpty ? nil : issuer
-        r.keepAliveDuration = try s.duration(Spec.keepAlive)
-        r.maxBrowsersPerPod = try s.int(Spec.maxBrowsers)
-        r.runnerReconnectTimeout = try s.duration(Spec.runnerReconnect)
-        r.pendingConnectionTimeout = try s.duration(Spec.pending)
+        r.pod.keepAlive = try s.duration(Spec.keepAlive)
+        r.pod.maxBrowsers = try s.int(Spec.maxBrowsers)
+        r.pod.runnerReconnectTimeout = try s.duration(Spec.runnerReconnect)
+        r.pod.pendingTimeout = try s.duration(Spec.pending)
         r.relayID = s.string(Spec.relayID) ?? "relay-\(hostname)"
         r.relayRegion = s.string(Spec.relayRegion) ?? "default"
         r.relayCapacity = try s.int(Spec.relayCapacity)
@@ -118,10 +112,10 @@ public struct RelaySettings: Sendable {
         r.closeTimeout = try s.duration(Spec.closeTimeout)
         r.maxMessageSize = try s.int(Spec.maxMessage)
         r.outboundQueueBytes = try s.int(Spec.outbound)
-        r.replayRingBytes = try s.int(Spec.replay)
-        r.heldInputBytes = try s.int(Spec.heldInput)
-        r.lagLimit = try s.int(Spec.lagLimit)
-        r.lagWindow = try s.duration(Spec.lagWindow)
+        r.pod.replayRingBytes = try s.int(Spec.replay)
+        r.pod.heldInputBytes = try s.int(Spec.heldInput)
+        r.pod.lagLimit = try s.int(Spec.lagLimit)
+        r.pod.lagWindow = try s.duration(Spec.lagWindow)
         r.shutdownGrace = try s.duration(Spec.grace)
         r.allowedOrigins = s.list(Spec.origins)
         r.browserPlacement = try s.choice(Spec.placement)
@@ -132,13 +126,5 @@ public struct RelaySettings: Sendable {
             throw ConfigurationError("jwt-secret (--jwt-secret, JWT_SECRET) is required: set JWT_SECRET to the backend's token secret, or run with --dev for a generated one")
         }
         return r
-    }
-
-    /// The pod lifecycle knobs these settings give.
-    var podSettings: PodSettings {
-        PodSettings(maxBrowsers: maxBrowsersPerPod, runnerReconnectTimeout: runnerReconnectTimeout,
-                    pendingTimeout: pendingConnectionTimeout, keepAlive: keepAliveDuration,
-                    replayRingBytes: replayRingBytes, heldInputBytes: heldInputBytes,
-                    lagLimit: lagLimit, lagWindow: lagWindow)
     }
 }
