@@ -116,6 +116,16 @@ import Framing
         #expect(Array(got[(i + 1)...].dropLast()) == sent, "then the ring's tail (no Snapshot yet): every frame")
     }
 
+    /// `slow` stops reading until it has lagged, then reads everything.
+    /// Returns the number of the next frame to push.
+    func lagOnce(_ h: RelayHarness, runner: Peer, slow: Peer, from next: Int) -> Int {
+        slow.reads = false
+        let pushed = pushUntilLagged(h, runner: runner, from: next).count
+        slow.reads = true
+        slow.drain()
+        return next + pushed
+    }
+
     @Test func theThirdLagWithinTheWindowClosesWith4008() throws {
         let h = try harness()
         let runner = try h.runner("p")
@@ -123,10 +133,7 @@ import Framing
         _ = runner.take()
         var next = 1
         for round in 1...3 {
-            slow.reads = false
-            next += pushUntilLagged(h, runner: runner, from: next).count
-            slow.reads = true
-            slow.drain()
+            next = lagOnce(h, runner: runner, slow: slow, from: next)
             if round < 3 {
                 #expect(slow.closeCode == nil, "lag \(round) of 3")
             }
@@ -144,10 +151,7 @@ import Framing
         let slow = try h.browser("p", sendBufferSize: 4096)
         var next = 1
         for _ in 1...4 {
-            slow.reads = false
-            next += pushUntilLagged(h, runner: runner, from: next).count
-            slow.reads = true
-            slow.drain()
+            next = lagOnce(h, runner: runner, slow: slow, from: next)
             h.advance(seconds: 31)      // two lags are never within 60 s of a third
         }
         #expect(slow.closeCode == nil)
