@@ -7,6 +7,7 @@ let package = Package(
         .executable(name: "relay", targets: ["RelayCLI"]),
         .executable(name: "loadgen", targets: ["LoadGen"]),
         .library(name: "Reactor", targets: ["Reactor"]),
+        .library(name: "TLS", targets: ["TLS"]),
         .library(name: "Framing", targets: ["Framing"]),
         .library(name: "RelayClient", targets: ["RelayClient"]),
         .library(name: "RelayNode", targets: ["RelayNode"]),
@@ -30,16 +31,20 @@ let package = Package(
         .systemLibrary(name: "CHiredis", path: "Sources/CHiredis", pkgConfig: "hiredis",
                        providers: [.apt(["libhiredis-dev"])]),
         .target(name: "Reactor", dependencies: ["CReactor"]),
+        // OpenSSL's macros as functions, and the never-blocking output BIO.
+        .target(name: "CTLS", dependencies: ["COpenSSL"]),
+        // TLS as a Reactor transport: contexts (server, client), the transport.
+        .target(name: "TLS", dependencies: ["Reactor", "CTLS", "COpenSSL"]),
         // Sans-I/O codecs: bytes in, events out.
         .target(name: "Framing", dependencies: ["COpenSSL"]),
         // Pseudo-terminals for `relay attach` (forkpty, TIOCSWINSZ).
         .target(name: "CPTY"),
         // Client-side WebSocket on the Reactor: `relay attach` and `loadgen`.
-        .target(name: "RelayClient", dependencies: ["Reactor", "Framing"]),
+        .target(name: "RelayClient", dependencies: ["Reactor", "Framing", "TLS"]),
         // The relay as a library: pods, sessions, replay, liveness, the
         // server side of HTTP/1 and WebSocket, routing, settings, admin.
         .target(name: "RelayNode", dependencies: [
-            "Reactor", "Framing",
+            "Reactor", "Framing", "TLS",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Yams", package: "Yams"),
             .product(name: "Prometheus", package: "swift-prometheus"),
@@ -51,11 +56,12 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "LoadGen", dependencies: [
-            "Reactor", "Framing", "RelayClient",
+            "Reactor", "Framing", "RelayClient", "TLS",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
         ]),
         .testTarget(name: "ReactorTests", dependencies: ["Reactor"]),
+        .testTarget(name: "TLSTests", dependencies: ["TLS", "Reactor", "CTLS", "COpenSSL"]),
         .testTarget(name: "FramingTests", dependencies: ["Framing"]),
         .testTarget(name: "RelayNodeTests", dependencies: [
             "RelayNode", "Reactor", "Framing", .product(name: "Logging", package: "swift-log"),

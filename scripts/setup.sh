@@ -31,6 +31,8 @@ DEB_PACKAGES=(
     chromium            # browser-page tests
     chromium-driver
     nghttp2-client      # nghttp / h2load
+    openssl             # TLS tests: test certificates, s_client
+    curl                # TLS tests: https:// with a CA file
     python3-venv        # python3 -m venv when python3 is Debian's
 )
 

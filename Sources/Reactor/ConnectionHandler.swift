@@ -10,7 +10,10 @@ public protocol ConnectionHandler: AnyObject {
     /// The outbound queue drained after an `enqueue` was refused, or after
     /// `notifyWhenDrained()`: the owner may resume whatever it held back.
     func connectionDrained(_ connection: TCPConnection)
-    /// A client connection's connect completed.
+    /// The stream is ready for application bytes: a client's connect (and
+    /// its transport's handshake, for TLS) completed, or a server
+    /// connection's TLS handshake did. Plain accepted connections are ready
+    /// from the start and never hear it.
     func connectionConnected(_ connection: TCPConnection)
     /// The connection is closed (nil: closed on purpose, not by an error).
     /// Called exactly once; the handler is released afterwards.

@@ -28,6 +28,7 @@ public final class EventLoopGroup: @unchecked Sendable {
     @discardableResult
     public func listen(
         on address: SocketAddress, outboundLimit: Int = 1 << 20,
+        transport makeTransport: @escaping @Sendable (Int32) throws -> any Transport = { PlainTransport(fd: $0) },
         onAccept: @escaping @Sendable (TCPConnection) -> Void
     ) throws -> Int {
         var address = address
@@ -46,7 +47,7 @@ public final class EventLoopGroup: @unchecked Sendable {
         // From here each listener belongs to its loop, which closes it on stop.
         for (loop, fd) in zip(loops, fds) {
             do {
-                _ = try TCPListener(fd: fd, on: loop, outboundLimit: outboundLimit, onAccept: onAccept)
+                _ = try TCPListener(fd: fd, on: loop, outboundLimit: outboundLimit, transport: makeTransport, onAccept: onAccept)
             } catch {
                 close(fd)
                 throw error

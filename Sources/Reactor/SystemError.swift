@@ -1,17 +1,22 @@
 import Glibc
 
-/// A failed system call: which call, and the errno it left.
+/// A failed system call: which call, and the errno it left; or a failure
+/// of a transport's own protocol (TLS), with the library's reason as
+/// `detail` ("wrong version number").
 public struct SystemError: Error, CustomStringConvertible, Sendable, Equatable {
     public let operation: String
     public let code: Int32
+    public let detail: String?
 
-    public init(_ operation: String, code: Int32 = errno) {
+    public init(_ operation: String, code: Int32 = errno, detail: String? = nil) {
         self.operation = operation
         self.code = code
+        self.detail = detail
     }
 
     public var description: String {
-        "\(operation): \(String(cString: strerror(code))) (errno \(code))"
+        if let detail { return "\(operation): \(detail)" }
+        return "\(operation): \(String(cString: strerror(code))) (errno \(code))"
     }
 }
 

@@ -2,7 +2,8 @@ import Glibc
 import CReactor
 
 /// A nonblocking stream on one loop, with a bounded outbound queue flushed
-/// once per loop turn (cork) and one read per readiness event.
+/// once per loop turn (cork) and one read per readiness event (more while
+/// the transport holds decoded input epoll cannot see, up to `maxRead`).
 ///
 /// Ownership: the loop's fd table holds the one strong reference while the
 /// connection is open; the connection holds its handler strongly until it
@@ -13,8 +14,10 @@ import CReactor
 ///
 /// | from                          | on                                   | to                                  |
 /// |-------------------------------|--------------------------------------|-------------------------------------|
-/// | connecting                    | connect completes                    | open                                |
+/// | connecting                    | connect completes                    | open, or handshaking (TLS)          |
 /// | connecting                    | connect fails                        | closed                              |
+/// | handshaking                   | the transport's handshake completes  | open                                |
+/// | handshaking                   | handshake fails, `close(afterFlush:)`| closed                              |
 /// | open                          | `shutdownWrite()`, queue empty       | writeShut (FIN sent)                |
 /// | open                          | `shutdownWrite()`, queue not empty   | shutdownAfterFlush                  |
 /// | shutdownAfterFlush            | queue drained                        | writeShut (FIN sent)                |
@@ -33,6 +36,10 @@ import CReactor
 /// hears `connectionClosed` when the lingering starts: it is done with the
 /// connection then, whatever the peer still sends.
 ///
+/// A connection adopted with a transport whose handshake is not complete
+/// starts in `handshaking`: bytes may be queued but leave only once it is
+/// open, and the handler hears `connectionConnected` when it opens.
+///
 /// Besides the phase, four independent conditions: the owner paused reading
 /// (backpressure), the peer's FIN was read, the socket is full (EPOLLOUT
 /// armed), and the owner asked to hear when the queue drains.
@@ -49,9 +56,9 @@ public final class TCPConnection: Selectable, Flushable {
     @exclusivity(unchecked) private var outbound: OutboundQueue
 
     enum Phase: UInt8 {
-        case connecting, open, shutdownAfterFlush, writeShut, closeAfterFlush, lingering, closed
+        case connecting, handshaking, open, shutdownAfterFlush, writeShut, closeAfterFlush, lingering, closed
         /// Bytes may still be queued.
-        var acceptsWrites: Bool { self == .open }
+        var acceptsWrites: Bool { self == .open || self == .handshaking }
         /// The peer's bytes go to the handler.
         var deliversReads: Bool { self == .open || self == .shutdownAfterFlush || self == .writeShut }
     }
@@ -63,6 +70,10 @@ public final class TCPConnection: Selectable, Flushable {
     public private(set) var readEOF = false
     private var notifyOnDrain = false
     private var lingerTimer: LoopTimer?
+    /// What the transport's handshake waits for (epoll bits).
+    private var handshakeInterest: UInt32 = 0
+    /// A read is scheduled for input the transport holds (`runLater`).
+    private var bufferedReadScheduled = false
 
     /// Largest single read (bytes), so one busy peer cannot take a whole slab.
     public static let maxRead = 64 * 1024
@@ -74,7 +85,7 @@ public final class TCPConnection: Selectable, Flushable {
         self.transport = transport
         fd = transport.fd
         outbound = OutboundQueue(limit: outboundLimit)
-        phase = connecting ? .connecting : .open
+        phase = connecting ? .connecting : transport.isHandshakeComplete ? .open : .handshaking
     }
 
     /// Adopts an accepted (or otherwise connected) nonblocking socket.
@@ -86,30 +97,46 @@ public final class TCPConnection: Selectable, Flushable {
     public static func adopt(transport: any Transport, on loop: EventLoop, outboundLimit: Int = 1 << 20) throws(SystemError) -> TCPConnection {
         let c = TCPConnection(loop: loop, transport: transport, connecting: false, outboundLimit: outboundLimit)
         c.interest = CREACTOR_EPOLLIN | CREACTOR_EPOLLRDHUP
+        c.handshakeInterest = CREACTOR_EPOLLIN
         try loop.register(fd: c.fd, events: c.interest, handler: c)
+        // Moved from another loop with input already decoded (TLS): epoll
+        // will not announce it.
+        if c.phase == .open && transport.hasBufferedInput { c.scheduleBufferedRead() }
         return c
     }
 
-    /// Starts connecting; the handler hears `connectionConnected` or `connectionClosed(error:)`.
+    /// Starts connecting; the handler hears `connectionConnected` (after the
+    /// transport's handshake, if it has one) or `connectionClosed(error:)`.
+    /// `transport` wraps the connecting socket (default: plain TCP).
     public static func connect(
         to address: SocketAddress, from source: SocketAddress? = nil, on loop: EventLoop,
-        handler: any ConnectionHandler, outboundLimit: Int = 1 << 20, configure: ((Int32) -> Void)? = nil
+        handler: any ConnectionHandler, outboundLimit: Int = 1 << 20, configure: ((Int32) -> Void)? = nil,
+        transport makeTransport: ((Int32) throws -> any Transport)? = nil
     ) throws -> TCPConnection {
         let fd = try Socket.connect(to: address, from: source, configure: configure)
         Socket.setNoDelay(fd)
-        let c = TCPConnection(loop: loop, transport: PlainTransport(fd: fd), connecting: true, outboundLimit: outboundLimit)
+        let transport: any Transport
+        do {
+            transport = try makeTransport?(fd) ?? PlainTransport(fd: fd)
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
+        let c = TCPConnection(loop: loop, transport: transport, connecting: true, outboundLimit: outboundLimit)
         c.handler = handler
         c.interest = CREACTOR_EPOLLOUT
         do {
             try loop.register(fd: fd, events: c.interest, handler: c)
         } catch {
-            Glibc.close(fd)
+            transport.close()
             throw error
         }
         return c
     }
 
     public var isOpen: Bool { phase != .closed }
+    /// The transport's handshake has completed (always, for plain TCP).
+    public var isEstablished: Bool { phase != .connecting && phase != .handshaking && transport.isHandshakeComplete }
     public var queuedBytes: Int { outbound.bytes }
     public var outboundLimit: Int {
         get { outbound.limit }
@@ -172,12 +199,28 @@ public final class TCPConnection: Selectable, Flushable {
 
     public func flushQueued() {
         flushScheduled = false
-        guard phase != .closed, phase != .connecting, !awaitingWritable else { return }
+        guard phase != .closed, phase != .connecting, phase != .handshaking, !awaitingWritable else { return }
         flush()
     }
 
+    private func scheduleFlush() {
+        if !flushScheduled && !awaitingWritable {
+            flushScheduled = true
+            loop.scheduleFlush(self)
+        }
+    }
+
     private func flush() {
-        let result = outbound.flush(iovecs: loop.iovecs) { iov, n in transport.writev(iov, count: n) }
+        var result = outbound.flush(iovecs: loop.iovecs) { iov, n in transport.writev(iov, count: n) }
+        // The transport's own bytes (encrypted records, close_notify) must
+        // leave too before the queue counts as drained.
+        if result == .drained && transport.hasPendingOutput {
+            switch transport.flushPending() {
+            case .bytes, .eof: break
+            case .wouldBlock: result = .wouldBlock
+            case .error(let e): result = .failed(e)
+            }
+        }
         switch result {
         case .drained:
             if awaitingWritable {
@@ -189,11 +232,11 @@ public final class TCPConnection: Selectable, Flushable {
                 finishWriting()
             case .shutdownAfterFlush:
                 phase = .writeShut
-                transport.shutdownWrite()
+                shutdownTransport()
                 drained()
             case .open, .writeShut:
                 drained()
-            case .connecting, .lingering, .closed:
+            case .connecting, .handshaking, .lingering, .closed:
                 break
             }
         case .wouldBlock:
@@ -226,31 +269,85 @@ public final class TCPConnection: Selectable, Flushable {
         guard readPaused else { return }
         readPaused = false
         updateInterest()
+        if transport.hasBufferedInput { scheduleBufferedRead() }
     }
 
     public var isReadingPaused: Bool { readPaused }
 
-    private func readOnce() {
+    /// One read, then more while the transport holds input epoll cannot
+    /// announce (TLS records read ahead), up to `maxRead` bytes per event;
+    /// the rest in a later turn, so one peer cannot hold the loop.
+    private func readAvailable() {
+        var budget = Self.maxRead
+        while true {
+            let n = readOnce(limit: budget)
+            budget -= n
+            guard n > 0, wantsRead, transport.hasBufferedInput else { break }
+            if budget <= 0 {
+                scheduleBufferedRead()
+                break
+            }
+        }
+        // Reading may have produced output of the transport's own (a TLS
+        // key update's answer, session tickets).
+        if phase != .closed && transport.hasPendingOutput { scheduleFlush() }
+    }
+
+    private func scheduleBufferedRead() {
+        guard !bufferedReadScheduled else { return }
+        bufferedReadScheduled = true
+        loop.runLater { [self] in
+            bufferedReadScheduled = false
+            if phase != .closed && wantsRead && transport.hasBufferedInput { readAvailable() }
+        }
+    }
+
+    /// Returns the bytes read (0 when none, or when the connection stopped).
+    private func readOnce(limit: Int) -> Int {
         let slab = loop.readBuffer.prepare()
         let start = slab.base + slab.used
-        let room = min(slab.capacity - slab.used, Self.maxRead)
+        let room = min(slab.capacity - slab.used, limit)
         switch transport.read(into: UnsafeMutableRawBufferPointer(start: start, count: room)) {
         case .bytes(let n):
             // Lingering: the bytes are read only so the close is not a reset.
-            guard phase != .lingering else { return }
+            guard phase != .lingering else { return n }
             slab.used += n
             handler?.connectionRead(self, SlabSlice(slab: Unmanaged.passUnretained(slab), start: UnsafeRawPointer(start), count: n))
+            return n
         case .wouldBlock:
-            break
+            return 0
         case .eof:
             readEOF = true
             if phase == .lingering {
                 close()
-                return
+                return 0
             }
             updateInterest()
             handler?.connectionReadEOF(self)
+            return 0
         case .error(let e):
+            close(error: e)
+            return 0
+        }
+    }
+
+    // MARK: Handshake
+
+    private func continueHandshake() {
+        switch transport.handshake() {
+        case .done:
+            phase = .open
+            updateInterest()
+            if !outbound.isEmpty || transport.hasPendingOutput { scheduleFlush() }
+            handler?.connectionConnected(self)
+            if phase != .closed && transport.hasBufferedInput { scheduleBufferedRead() }
+        case .wantRead:
+            handshakeInterest = CREACTOR_EPOLLIN
+            updateInterest()
+        case .wantWrite:
+            handshakeInterest = CREACTOR_EPOLLOUT
+            updateInterest()
+        case .failed(let e):
             close(error: e)
         }
     }
@@ -264,9 +361,18 @@ public final class TCPConnection: Selectable, Flushable {
                 close(error: SystemError("connect", code: e))
                 return
             }
-            phase = .open
-            updateInterest()
-            handler?.connectionConnected(self)
+            if transport.isHandshakeComplete {
+                phase = .open
+                updateInterest()
+                handler?.connectionConnected(self)
+            } else {
+                phase = .handshaking
+                continueHandshake()
+            }
+            return
+        }
+        if phase == .handshaking {
+            continueHandshake()
             return
         }
         if events & CREACTOR_EPOLLOUT != 0 && awaitingWritable {
@@ -277,7 +383,7 @@ public final class TCPConnection: Selectable, Flushable {
         guard phase != .closed else { return }
         let readable = events & (CREACTOR_EPOLLIN | CREACTOR_EPOLLRDHUP | CREACTOR_EPOLLHUP | CREACTOR_EPOLLERR) != 0
         if readable && wantsRead {
-            readOnce()
+            readAvailable()
         } else if events & CREACTOR_EPOLLERR != 0 {
             close(error: SystemError("socket", code: Socket.pendingError(fd)))
         } else if events & CREACTOR_EPOLLHUP != 0 {
@@ -298,6 +404,8 @@ public final class TCPConnection: Selectable, Flushable {
         var wanted: UInt32 = 0
         if phase == .connecting {
             wanted = CREACTOR_EPOLLOUT
+        } else if phase == .handshaking {
+            wanted = handshakeInterest
         } else {
             if wantsRead { wanted |= CREACTOR_EPOLLIN | CREACTOR_EPOLLRDHUP }
             if awaitingWritable { wanted |= CREACTOR_EPOLLOUT }
@@ -313,9 +421,9 @@ public final class TCPConnection: Selectable, Flushable {
     /// Sends FIN once everything queued is written; reading goes on.
     public func shutdownWrite() {
         guard phase == .open else { return }
-        if outbound.isEmpty {
+        if outbound.isEmpty && !transport.hasPendingOutput {
             phase = .writeShut
-            transport.shutdownWrite()
+            shutdownTransport()
         } else {
             phase = .shutdownAfterFlush
         }
@@ -328,17 +436,15 @@ public final class TCPConnection: Selectable, Flushable {
         guard afterFlush else { close(); return }
         switch phase {
         case .open, .shutdownAfterFlush, .writeShut:
-            if outbound.isEmpty {
+            if outbound.isEmpty && !transport.hasPendingOutput {
                 finishWriting()
             } else {
                 phase = .closeAfterFlush
                 updateInterest()
-                if !flushScheduled && !awaitingWritable {
-                    flushScheduled = true
-                    loop.scheduleFlush(self)
-                }
+                scheduleFlush()
             }
-        case .connecting:
+        case .connecting, .handshaking:
+            // Nothing was said yet that the peer could read.
             close()
         case .closeAfterFlush, .lingering, .closed:
             break
@@ -353,13 +459,30 @@ public final class TCPConnection: Selectable, Flushable {
             close()
             return
         }
-        if phase != .writeShut { transport.shutdownWrite() }
+        if phase != .writeShut { shutdownTransport() }
         phase = .lingering
         updateInterest()
         releaseHandler(error: nil)
         lingerTimer = loop.schedule(afterNanoseconds: lingerTimeout) { [unowned self] in
             lingerTimer = nil
             close()
+        }
+    }
+
+    /// FIN (for TLS: close_notify, then FIN once it is sent).
+    private func shutdownTransport() {
+        transport.shutdownWrite()
+        if transport.hasPendingOutput {
+            switch transport.flushPending() {
+            case .wouldBlock:
+                if !awaitingWritable {
+                    awaitingWritable = true
+                    updateInterest()
+                }
+            case .bytes, .eof, .error:
+                // An error shows on the next read (or the linger ends it).
+                break
+            }
         }
     }
 
@@ -391,7 +514,7 @@ public final class TCPConnection: Selectable, Flushable {
     /// (`adopt(transport:on:)`). Only while open with nothing queued; nil
     /// otherwise. The handler is dropped without a `connectionClosed`.
     public func detach() -> (any Transport)? {
-        guard phase == .open, outbound.isEmpty else { return nil }
+        guard phase == .open, outbound.isEmpty, !transport.hasPendingOutput else { return nil }
         phase = .closed
         loop.deregister(fd: fd)
         handler = nil

@@ -8,14 +8,19 @@ public final class TCPListener: Selectable {
     public let fd: Int32
     private let onAccept: (TCPConnection) -> Void
     private let outboundLimit: Int
+    /// Wraps each accepted socket (plain TCP unless given, e.g. TLS).
+    private let makeTransport: (Int32) throws -> any Transport
     private var backoff: LoopTimer?
     public private(set) var accepted: UInt64 = 0
 
     /// Accepts per readiness event, so a connection storm cannot monopolise a turn.
     static let acceptBatch = 64
 
-    public init(fd: Int32, on loop: EventLoop, outboundLimit: Int = 1 << 20, onAccept: @escaping (TCPConnection) -> Void) throws(SystemError) {
+    public init(fd: Int32, on loop: EventLoop, outboundLimit: Int = 1 << 20,
+                transport makeTransport: @escaping (Int32) throws -> any Transport = { PlainTransport(fd: $0) },
+                onAccept: @escaping (TCPConnection) -> Void) throws(SystemError) {
         self.fd = fd
+        self.makeTransport = makeTransport
         self.loop = loop
         self.onAccept = onAccept
         self.outboundLimit = outboundLimit
@@ -37,8 +42,12 @@ public final class TCPListener: Selectable {
                 return
             }
             Socket.setNoDelay(cfd)
-            guard let c = try? TCPConnection.adopt(fd: cfd, on: loop, outboundLimit: outboundLimit) else {
+            guard let transport = try? makeTransport(cfd) else {
                 Glibc.close(cfd)
+                continue
+            }
+            guard let c = try? TCPConnection.adopt(transport: transport, on: loop, outboundLimit: outboundLimit) else {
+                transport.close()
                 continue
             }
             accepted &+= 1

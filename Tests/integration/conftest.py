@@ -1,13 +1,17 @@
 """Fixtures that run the real relay binary on loopback for the integration tests.
 
 The binary is `.build/release/relay` (built by `make test`); set RELAY_BIN to
-run another one.
+run another one. `loadgen` is the one beside it (LOADGEN_BIN overrides).
+
+A relay started with `tls=<client ssl.SSLContext>` (and `--tls …` flags, see
+tls_certs.py) is reached over https:// and wss:// with that context.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -16,8 +20,11 @@ from pathlib import Path
 
 import pytest
 
+from tls_certs import tls_certs  # noqa: F401  (the session fixture, for every test module)
+
 REPO = Path(__file__).resolve().parents[2]
 RELAY_BIN = Path(os.environ.get("RELAY_BIN", REPO / ".build" / "release" / "relay"))
+LOADGEN_BIN = Path(os.environ.get("LOADGEN_BIN", RELAY_BIN.parent / "loadgen"))
 HOST = "127.0.0.1"
 STARTUP_TIMEOUT = 20.0
 TEST_JWT_SECRET = "integration-test-secret"
@@ -59,18 +66,29 @@ def relay_env(env: dict[str, str] | None = None) -> dict[str, str]:
 class Relay:
     """A running relay process on a loopback port."""
 
-    def __init__(self, port: int, proc: subprocess.Popen, stderr_path: Path, args: list[str]):
+    def __init__(self, port: int, proc: subprocess.Popen, stderr_path: Path, args: list[str],
+                 client_ssl: ssl.SSLContext | None = None):
         self.host = HOST
         self.port = port
         self.proc = proc
         self.stderr_path = stderr_path
         self.args = args
+        # TLS relays: the context clients use (None: plain ws:// and http://).
+        self.client_ssl = client_ssl
+
+    @property
+    def tls(self) -> bool:
+        return self.client_ssl is not None
 
     def url(self, path: str = "/") -> str:
-        return f"http://{self.host}:{self.port}{path}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}{path}"
 
     def ws_url(self, path: str = "/") -> str:
-        return f"ws://{self.host}:{self.port}{path}"
+        return f"{'wss' if self.tls else 'ws'}://{self.host}:{self.port}{path}"
+
+    def urlopen(self, path: str, timeout: float = 5):
+        """urllib.request.urlopen of `path` (over TLS with the relay's client context)."""
+        return urllib.request.urlopen(self.url(path), timeout=timeout, context=self.client_ssl)
 
     def stderr(self) -> str:
         try:
@@ -89,7 +107,7 @@ class Relay:
                     f"args: {self.args}\nstderr:\n{self.stderr()}"
                 )
             try:
-                with urllib.request.urlopen(self.url("/health"), timeout=1) as resp:
+                with self.urlopen("/health", timeout=1) as resp:
                     if resp.status == 200:
                         return
             except (urllib.error.URLError, OSError) as e:
@@ -112,17 +130,19 @@ class Relay:
 
 @pytest.fixture
 def start_relay(request, tmp_path):
-    """Returns start(*args, env=None, port=None) -> Relay.
+    """Returns start(*args, env=None, port=None, tls=None) -> Relay.
 
     Starts the release relay on a free loopback port with the extra command-line
     `args` and environment `env`, waits until GET /health answers (20 s at most),
     and stops it when the test ends. Its stderr goes to a file that is shown
-    when the test fails.
+    when the test fails. `tls`: the client context for a relay started with
+    `--tls` (its URLs are then https:// and wss://).
     """
     started: list[Relay] = []
     request.node._relays = started
 
-    def start(*args: str, env: dict[str, str] | None = None, port: int | None = None) -> Relay:
+    def start(*args: str, env: dict[str, str] | None = None, port: int | None = None,
+              tls: ssl.SSLContext | None = None) -> Relay:
         if not RELAY_BIN.exists():
             pytest.fail(f"{RELAY_BIN} does not exist: run `swift build -c release --product relay`")
         port = port or free_port()
@@ -137,7 +157,7 @@ def start_relay(request, tmp_path):
                 env=relay_env(env),
                 cwd=REPO,
             )
-        relay = Relay(port, proc, stderr_path, argv)
+        relay = Relay(port, proc, stderr_path, argv, client_ssl=tls)
         started.append(relay)
         relay.wait_healthy()
         return relay
@@ -145,6 +165,20 @@ def start_relay(request, tmp_path):
     yield start
     for relay in started:
         relay.stop()
+
+
+def over_transport(request, start_relay):
+    """For a module fixture `start_relay` parametrized over ("ws", "wss"): the
+    conftest `start_relay` as is, or one that adds the TLS flags and client
+    context (certificates from tls_certs.py)."""
+    if request.param == "ws":
+        return start_relay
+    certs = request.getfixturevalue("tls_certs")
+
+    def start_tls(*args: str, **kw) -> Relay:
+        return start_relay(*certs.relay_args(), *args, tls=certs.client_context(), **kw)
+
+    return start_tls
 
 
 @pytest.fixture

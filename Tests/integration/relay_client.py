@@ -20,6 +20,7 @@ import hmac
 import json
 import os
 import socket
+import ssl
 import struct
 import time
 import urllib.parse
@@ -236,9 +237,12 @@ def build_query(token: str | None = None, *, ext: bool = False, epoch: int | Non
 async def ws_connect(relay, path: str, *, headers: dict | None = None,
                      open_timeout: float = 5.0, max_queue: int | None = 4096) -> ClientConnection:
     """A `websockets` client with no compression, no client pings, no proxy,
-    no size limit (the relay's 4 MiB limit is what matters)."""
+    no size limit (the relay's 4 MiB limit is what matters); over TLS with
+    the relay's client context when it has one."""
+    tls = {"ssl": relay.client_ssl} if getattr(relay, "client_ssl", None) is not None else {}
     return await connect(
         relay.ws_url(path),
+        **tls,
         additional_headers=headers,
         compression=None,
         max_size=None,
@@ -409,7 +413,8 @@ async def expect_refused(relay, path: str, status: int = 401, headers: dict | No
 
 
 def stats(relay) -> dict:
-    with urllib.request.urlopen(relay.url("/stats"), timeout=5) as resp:
+    with urllib.request.urlopen(relay.url("/stats"), timeout=5,
+                                context=getattr(relay, "client_ssl", None)) as resp:
         assert resp.status == 200
         return json.loads(resp.read())
 
@@ -456,8 +461,9 @@ class PeerClosed(Exception):
 
 
 class RawWebSocket:
-    """Blocking RFC 6455 client on a plain socket: it reads and writes only
-    when told to (never answers pings on its own)."""
+    """Blocking RFC 6455 client on a plain socket (a TLS socket when the relay
+    has a client context): it reads and writes only when told to (never
+    answers pings on its own)."""
 
     def __init__(self, relay, path: str, *, rcvbuf: int | None = None,
                  headers: dict | None = None, timeout: float = 5.0):
@@ -467,6 +473,8 @@ class RawWebSocket:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(timeout)
         self.sock.connect((relay.host, relay.port))
+        if getattr(relay, "client_ssl", None) is not None:
+            self.sock = relay.client_ssl.wrap_socket(self.sock, server_hostname=relay.host)
         self.buf = bytearray()
         key = base64.b64encode(os.urandom(16)).decode()
         lines = [
@@ -506,6 +514,9 @@ class RawWebSocket:
             except ConnectionResetError as e:
                 self.eof = True
                 raise PeerClosed("connection reset") from e
+            except ssl.SSLError as e:  # an alert, or EOF without close_notify
+                self.eof = True
+                raise PeerClosed(f"TLS: {e}") from e
             except socket.timeout:
                 raise TimeoutError("raw websocket: read timed out") from None
             if not chunk:

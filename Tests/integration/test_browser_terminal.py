@@ -68,10 +68,11 @@ def alive(pid: int) -> bool:
 
 
 class DevRelay:
-    """`relay --dev` in its own session; stdout read for the banner, stderr
-    to a file."""
+    """`relay --dev` (plus `extra_args`) in its own session; stdout read for
+    the banner, stderr to a file. `scheme`: what the banner's address starts
+    with (https with --tls)."""
 
-    def __init__(self, tmp_path: Path):
+    def __init__(self, tmp_path: Path, *extra_args: str, scheme: str = "http"):
         if not (REPO / RELAY_BIN).exists():
             pytest.fail(f"{RELAY_BIN} does not exist: build the relay first")
         self.port = free_port()
@@ -82,7 +83,9 @@ class DevRelay:
         env = relay_env({"SHELL": "/bin/bash", "HOME": str(home), "PS1": "pty$ ",
                          "HISTFILE": "/dev/null", "TERM": "xterm-256color"})
         env.pop("JWT_SECRET")  # dev mode generates one
-        self.args = [str(REPO / RELAY_BIN), "--dev", "--port", str(self.port), "--web-root", ".cache/web"]
+        self.scheme = scheme
+        self.args = [str(REPO / RELAY_BIN), "--dev", "--port", str(self.port), "--web-root", ".cache/web",
+                     *extra_args]
         with open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                          stderr=err, env=env, cwd=REPO, start_new_session=True)
@@ -97,7 +100,7 @@ class DevRelay:
 
     def page_url(self, timeout: float = BANNER_TIMEOUT) -> str:
         """The address the relay prints after "Open the demo terminal:"."""
-        pattern = re.compile(rb"Open the demo terminal:\s*\n\s*(http://\S+)\s*\n")
+        pattern = re.compile(rb"Open the demo terminal:\s*\n\s*(https?://\S+)\s*\n")
         deadline = time.monotonic() + timeout
         fd = self.proc.stdout.fileno()
         while not (m := pattern.search(self.stdout)):
@@ -113,7 +116,7 @@ class DevRelay:
                                          f"stdout: {self.stdout!r}\nstderr:\n{self.stderr()}")
                 self.stdout += chunk
         url = m.group(1).decode()
-        assert url.startswith(f"http://{HOST}:{self.port}/?token="), url
+        assert url.startswith(f"{self.scheme}://{HOST}:{self.port}/?token="), url
         self.tree = descendants(self.proc.pid)
         return url
 
@@ -153,20 +156,26 @@ def dev_relay(tmp_path):
     assert not lingering, f"processes left after stopping the dev relay (killed now): {lingering}"
 
 
-@pytest.fixture
-def chromium(tmp_path):
+def start_chromium(tmp_path: Path, *extra_args: str):
+    """Headless Chromium under chromedriver (skips the test if absent)."""
     for path in (CHROMIUM, CHROMEDRIVER):
         if not os.access(path, os.X_OK):
             pytest.skip(f"{path} is not installed")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1000,600",
-                "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+                "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chromium-profile'}", *extra_args):
         options.add_argument(arg)
     service = Service(CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log"))
     driver = webdriver.Chrome(service=service, options=options)
     driver.set_page_load_timeout(20)
     driver.set_script_timeout(10)
+    return driver
+
+
+@pytest.fixture
+def chromium(tmp_path):
+    driver = start_chromium(tmp_path)
     yield driver
     driver.quit()
 
@@ -176,8 +185,12 @@ def test_terminal_page_runs_a_shell(dev_relay, chromium, tmp_path):
     `.xterm-rows`; typing `echo hello-from-pty` + Enter into xterm's helper
     textarea reaches the shell, and its output line `hello-from-pty` (a row
     of its own, besides the echoed command) appears within 20 s."""
+    drive_terminal(dev_relay, chromium, tmp_path)
+
+
+def drive_terminal(dev_relay: DevRelay, driver, tmp_path: Path) -> None:
+    """The body of the terminal page test, for any dev relay and driver."""
     url = dev_relay.page_url()
-    driver = chromium
     rows: list[str] = []
 
     def screen(_driver=None) -> list[str]:

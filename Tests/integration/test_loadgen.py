@@ -4,9 +4,9 @@ is asserted (benchmarks live in Benchmarks/)."""
 import json
 import subprocess
 
-from conftest import REPO, TEST_JWT_SECRET
+from conftest import LOADGEN_BIN, TEST_JWT_SECRET
 
-LOADGEN = REPO / ".build" / "release" / "loadgen"
+LOADGEN = LOADGEN_BIN
 
 FIELDS = {
     "scenario", "target", "url", "client_loops", "ok", "duration_s", "sent", "delivered", "expected", "reach",

@@ -1,5 +1,6 @@
 """A browser that does not read never slows the runner or the other browsers
-(docs/protocol.md §8, Slow consumers)."""
+(docs/protocol.md §8, Slow consumers). Every test runs over ws:// and over
+wss:// (TLS: the raw-socket browser is then a TLS socket)."""
 
 import asyncio
 import random
@@ -9,6 +10,7 @@ import urllib.request
 
 import pytest
 
+from conftest import over_transport
 from relay_client import (
     LAGGED, OUTPUT, POSITION, PRESENCE, SNAPSHOT, Collector, Pacer, PeerClosed, describe, frame,
     new_pod, open_browser, open_raw_browser, open_runner, parse_lagged, parse_position, run,
@@ -22,6 +24,11 @@ N_FRAMES = TOTAL_BYTES // FRAME_PAYLOAD  # 3200
 RSS_LIMIT = 300 * 1024 * 1024
 
 _BLOCK = random.Random(7).randbytes(1 << 17)
+
+
+@pytest.fixture(params=["ws", "wss"])
+def start_relay(request, start_relay):
+    return over_transport(request, start_relay)
 
 
 def payload(i: int) -> bytes:
@@ -315,7 +322,7 @@ def test_big_frames_reach_reading_browsers(start_relay):
 
 
 def lags_total(relay) -> int:
-    with urllib.request.urlopen(relay.url("/metrics"), timeout=5) as resp:
+    with relay.urlopen("/metrics") as resp:
         for line in resp.read().decode().splitlines():
             if line.startswith("relay_lags_total"):
                 return int(float(line.split()[-1]))

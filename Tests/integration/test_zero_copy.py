@@ -1,18 +1,28 @@
 """Fan-out shares one encoded frame between subscribers: the relay's slab
 (buffer) allocations while a runner publishes grow with the frames, not
-with frames × browsers (relay_slab_allocations_total in /metrics)."""
+with frames × browsers (relay_slab_allocations_total in /metrics). Over
+ws:// and over wss:// (TLS encrypts per subscriber, but must not allocate a
+buffer per subscriber and frame for it)."""
 import asyncio
 import re
-import urllib.request
 
+import pytest
+
+from conftest import over_transport
 from relay_client import frame, new_pod, open_browser, open_runner
 
 FRAMES = 2000
 PAYLOAD = b"x" * 100
 
 
+@pytest.fixture(params=["ws", "wss"])
+def start_relay(request, start_relay):
+    return over_transport(request, start_relay)
+
+
 def slab_allocations(relay) -> int:
-    text = urllib.request.urlopen(relay.url("/metrics"), timeout=5).read().decode()
+    with relay.urlopen("/metrics") as resp:
+        text = resp.read().decode()
     m = re.search(r"^relay_slab_allocations_total (\d+)$", text, re.M)
     assert m, text
     return int(m.group(1))
