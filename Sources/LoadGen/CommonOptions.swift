@@ -5,7 +5,10 @@ import RelayClient
 /// Options every scenario shares.
 struct CommonOptions: ParsableArguments {
     @Option(help: "relay or nats") var target: String = "relay"
-    @Option(help: "Server base URL (ws://host:port); nats: its websocket listener.") var url: String = "ws://127.0.0.1:8090"
+    @Option(help: "Server base URL (ws://host:port or wss://host:port); nats: its websocket listener.") var url: String = "ws://127.0.0.1:8090"
+    @Flag(help: "Connect with TLS (as if the URL were wss://).") var tls = false
+    @Option(name: .customLong("ca-file"), help: "PEM CA that signed the server's certificate (default: the system's CAs).") var caFile: String?
+    @Flag(help: "TLS without verifying the server's certificate (self-signed test servers).") var insecure = false
     @Option(help: "The relay's JWT secret (loadgen mints its own tokens).") var secret: String = "loadgen-secret"
     @Option(help: "Issuer claim of minted tokens.") var issuer: String = "agentsmesh-relay"
     @Option(help: "Client event loops (threads).") var loops: Int = EventLoopGroup.coreCount
@@ -24,16 +27,25 @@ struct CommonOptions: ParsableArguments {
 
     func makeTarget() throws -> Target {
         guard let kind = Target.Kind(rawValue: target) else { throw ValidationError("--target must be relay or nats") }
-        guard let base = WebSocketURL(url) else { throw ValidationError("--url must look like ws://127.0.0.1:8090") }
+        guard var base = WebSocketURL(url) else { throw ValidationError("--url must look like ws://127.0.0.1:8090 or wss://…") }
+        if tls { base = base.withTLS() }
+        var context: TLSContext? = nil
+        if base.secure {
+            do {
+                context = try TLSContext.client(caFile: caFile, verifyPeer: !insecure)
+            } catch {
+                throw ValidationError("--ca-file: \(error)")
+            }
+        }
         var addrs: [SocketAddress] = []
         if sources > 1 {
             for i in 1...sources { addrs.append(try SocketAddress(host: "127.0.0.\(i)", port: 0)) }
         }
-        return Target(kind: kind, url: base, secret: secret, issuer: issuer, sources: addrs)
+        return Target(kind: kind, url: base, secret: secret, issuer: issuer, sources: addrs, tls: context)
     }
 
     enum CodingKeys: CodingKey {
-        case target, url, secret, issuer, loops, duration, warmup, connectTimeout, serverPID, sources, json, quiet
+        case target, url, tls, caFile, insecure, secret, issuer, loops, duration, warmup, connectTimeout, serverPID, sources, json, quiet
         case processes, workerIndex, barrier
     }
 }

@@ -12,6 +12,9 @@ struct Target: Sendable {
     let issuer: String
     /// Local addresses to connect from (127.0.0.x), spreading ephemeral ports.
     let sources: [SocketAddress]
+    /// The client context when the URL is wss:// (one per run: contexts
+    /// are costly, connections from one share it).
+    let tls: TLSContext?
 
     func token(pod: String, userID: Int64) -> String {
         let now = Int64(time(nil))
@@ -51,7 +54,7 @@ struct Target: Sendable {
     private func connect(_ e: MessageEndpoint, target: String, index: Int, on loop: EventLoop) throws -> MessageEndpoint {
         let source = sources.isEmpty ? nil : sources[index % sources.count]
         e.client = try WebSocketClient.connect(to: url.with(target: target), on: loop, delegate: e, source: source,
-                                               outboundLimit: 64 << 20)
+                                               outboundLimit: 64 << 20, tls: tls)
         return e
     }
 }

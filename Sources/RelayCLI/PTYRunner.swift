@@ -35,7 +35,11 @@ final class PTYRunner: WebSocketClientDelegate, ConnectionHandler {
     private var exiting = false
     private(set) var exitStatus: Int32 = 0
 
-    init(group: EventLoopGroup, base: WebSocketURL, podKey: String, logger: Logger, token: @escaping () -> String) {
+    /// Client context for wss:// (nil for ws://).
+    let tls: TLSContext?
+
+    init(group: EventLoopGroup, base: WebSocketURL, tls: TLSContext? = nil, podKey: String, logger: Logger, token: @escaping () -> String) {
+        self.tls = tls
         self.group = group
         loop = group.loops[0]
         self.base = base
@@ -64,7 +68,7 @@ final class PTYRunner: WebSocketClientDelegate, ConnectionHandler {
         connectStarted = MonotonicClock.now()
         let target = "/runner/relay?token=\(tokenSource())"
         do {
-            client = try WebSocketClient.connect(to: base.with(target: target), on: loop, delegate: self)
+            client = try WebSocketClient.connect(to: base.with(target: target), on: loop, delegate: self, tls: tls)
         } catch {
             logger.warning("connect failed", metadata: ["error": "\(error)"])
             scheduleReconnect()

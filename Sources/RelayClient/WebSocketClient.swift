@@ -1,6 +1,7 @@
 import Glibc
 import Reactor
 import Framing
+@_exported import TLS
 
 /// What a client WebSocket reports; calls come on its loop.
 public protocol WebSocketClientDelegate: AnyObject {
@@ -60,12 +61,15 @@ public final class WebSocketClient: ConnectionHandler {
     public static func connect(
         to url: WebSocketURL, on loop: EventLoop, delegate: any WebSocketClientDelegate,
         headers: [(String, String)] = [], source: SocketAddress? = nil, maxMessageSize: Int = 64 << 20,
-        outboundLimit: Int = 1 << 20, configure: ((Int32) -> Void)? = nil
+        outboundLimit: Int = 1 << 20, configure: ((Int32) -> Void)? = nil, tls: TLSContext? = nil
     ) throws -> WebSocketClient {
+        if url.secure && tls == nil { throw SystemError("connect", code: EINVAL, detail: "\(url) needs a TLS client context") }
         let client = WebSocketClient(url: url, headers: headers, maxMessageSize: maxMessageSize)
         client.delegate = delegate
-        client.connection = try TCPConnection.connect(to: url.address(), from: source, on: loop, handler: client,
-                                                      outboundLimit: outboundLimit, configure: configure)
+        let host = url.host
+        client.connection = try TCPConnection.connect(
+            to: url.address(), from: source, on: loop, handler: client, outboundLimit: outboundLimit, configure: configure,
+            transport: url.secure ? { fd in try TLSTransport(fd: fd, context: tls!, serverName: host) } : nil)
         return client
     }
 

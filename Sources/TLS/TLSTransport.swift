@@ -26,6 +26,8 @@ public final class TLSTransport: Transport {
     public private(set) var fd: Int32
     /// Keeps the context (and its ALPN list) alive as long as the connection.
     public let context: TLSContext
+    /// Where this connection is counted (nil: nowhere).
+    public let counters: TLSCounters?
     /// Owned: freed in `close`.
     private var ssl: OpaquePointer?
     /// Owned, stable address (the output BIO points at it).
@@ -49,9 +51,10 @@ public final class TLSTransport: Transport {
     /// A transport for connected socket `fd`, which it owns from here on
     /// (closed by `close`, or when this initializer throws).
     /// `serverName`: a client's SNI and the name its certificate must carry.
-    public init(fd: Int32, context: TLSContext, serverName: String? = nil) throws(SystemError) {
+    public init(fd: Int32, context: TLSContext, serverName: String? = nil, counters: TLSCounters? = nil) throws(SystemError) {
         self.fd = fd
         self.context = context
+        self.counters = counters
         out = .allocate(capacity: 1)
         out.initialize(to: ctls_out(fd: fd, pending: nil, pending_len: 0, pending_off: 0, pending_cap: 0, failed: 0))
         guard let ssl = SSL_new(context.ctx),
@@ -69,6 +72,7 @@ public final class TLSTransport: Transport {
         }
         SSL_set_bio(ssl, rbio, wbio)
         self.ssl = ssl
+        counters?.open.add(1, ordering: .relaxed)
         self.rbio = rbio
         switch context.role {
         case .server:
@@ -96,6 +100,27 @@ public final class TLSTransport: Transport {
     // MARK: Handshake
 
     public func handshake() -> HandshakeStep {
+        let step = handshakeStep()
+        if let counters {
+            switch step {
+            case .done:
+                if let ssl { counters.handshakeCompleted(version: String(cString: SSL_get_version(ssl)), resumed: SSL_session_reused(ssl) == 1) }
+            case .failed(let e):
+                counters.handshakeFailed(reason: Self.failureReason(e))
+            case .wantRead, .wantWrite:
+                break
+            }
+        }
+        return step
+    }
+
+    /// The label a failed handshake is counted under.
+    static func failureReason(_ e: SystemError) -> String {
+        if e.code == ECONNRESET && e.detail != nil { return "peer_closed" }
+        return e.detail ?? "socket_error"
+    }
+
+    private func handshakeStep() -> HandshakeStep {
         guard let ssl else { return .failed(SystemError("tls handshake", code: EBADF)) }
         ERR_clear_error()
         let r = SSL_do_handshake(ssl)
@@ -218,6 +243,7 @@ public final class TLSTransport: Transport {
 
     public func close() {
         if let ssl {
+            counters?.open.add(-1, ordering: .relaxed)
             SSL_free(ssl)
             self.ssl = nil
             ctls_out_free(out)

@@ -1,10 +1,11 @@
 import Synchronization
 import Reactor
 import Framing
+import TLS
 
 /// /stats (AgentsMesh's four integers), summed over every loop's counters.
 enum AdminReport {
-    static func stats(_ hubs: [PodHub]) -> String {
+    static func stats(_ hubs: [PodHub], tls: TLSCounters? = nil) -> String {
         func sum(_ f: (RelayCounters) -> Int) -> Int64 { Int64(hubs.reduce(0) { $0 + f($1.counters) }) }
         var w = JSONWriter()
         w.beginObject()
@@ -12,6 +13,20 @@ enum AdminReport {
         w.key("total_subscribers"); w.integer(sum { $0.totalSubscribers.load(ordering: .relaxed) })
         w.key("pending_publishers"); w.integer(sum { $0.pendingPublishers.load(ordering: .relaxed) })
         w.key("pending_subscribers"); w.integer(sum { $0.pendingSubscribers.load(ordering: .relaxed) })
+        if let tls {
+            w.key("tls")
+            w.beginObject()
+            w.key("connections"); w.integer(Int64(tls.open.load(ordering: .relaxed)))
+            w.key("handshakes"); w.integer(Int64(tls.handshakes.load(ordering: .relaxed)))
+            w.key("resumed"); w.integer(Int64(tls.resumed.load(ordering: .relaxed)))
+            for (name, counts) in [("versions", tls.versions), ("handshake_failures", tls.failures)] {
+                w.key(name)
+                w.beginObject()
+                for (k, n) in counts.sorted(by: { $0.key < $1.key }) { w.key(k); w.integer(Int64(n)) }
+                w.endObject()
+            }
+            w.endObject()
+        }
         w.endObject()
         return w.text
     }

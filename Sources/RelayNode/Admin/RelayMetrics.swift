@@ -1,3 +1,4 @@
+import TLS
 import Prometheus
 import Reactor
 
@@ -22,7 +23,7 @@ final class RelayMetrics: Sendable {
     }
 
     /// The exposition text, with every loop's counters summed in.
-    func render(_ hubs: [PodHub], loops: [EventLoop]) -> String {
+    func render(_ hubs: [PodHub], loops: [EventLoop], tls: TLSCounters? = nil) -> String {
         scrape.withLock { _ in
             func sum(_ f: (RelayCounters) -> Int) -> Int64 { Int64(hubs.reduce(0) { $0 + f($1.counters) }) }
             func gauge(_ name: String, _ help: String, _ value: Int64, labels: [(String, String)] = []) {
@@ -52,6 +53,16 @@ final class RelayMetrics: Sendable {
             }
             counter("relay_slab_allocations_total", "Buffers (slabs) allocated: grows per frame, never per subscriber.",
                     Int64(Slab.allocations.load(ordering: .relaxed)))
+            if let tls {
+                gauge("relay_tls_connections", "Open TLS connections (handshaking or established).", Int64(tls.open.load(ordering: .relaxed)))
+                counter("relay_tls_resumed_total", "TLS handshakes that resumed a session.", Int64(tls.resumed.load(ordering: .relaxed)))
+                for (version, n) in tls.versions {
+                    counter("relay_tls_handshakes_total", "Completed TLS handshakes by negotiated version.", Int64(n), labels: [("version", version)])
+                }
+                for (reason, n) in tls.failures {
+                    counter("relay_tls_handshake_failures_total", "Failed TLS handshakes by reason (OpenSSL's, or timeout).", Int64(n), labels: [("reason", reason)])
+                }
+            }
             for loop in loops {
                 counter("relay_loop_turns_total", "Event loop turns.", Int64(loop.turns.load(ordering: .relaxed)), labels: [("loop", "\(loop.index)")])
                 counter("relay_loop_busy_microseconds_total", "Time spent in loop turns (not waiting).",

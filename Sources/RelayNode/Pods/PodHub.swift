@@ -61,9 +61,13 @@ final class PodHub: @unchecked Sendable {
     }
 
     /// One log line and the connection gauge per connection event (never per frame).
-    func connectionOpened(_ role: PodRole, pod: String, ext: Bool, readOnly: Bool) {
+    func connectionOpened(_ role: PodRole, pod: String, ext: Bool, readOnly: Bool, transport: TransportSummary) {
         if role == .runner { counters.runners.add(1, ordering: .relaxed) } else { counters.browsers.add(1, ordering: .relaxed) }
-        logger.info("\(role.rawValue) connected", metadata: ["pod": "\(pod)", "ext": "\(ext)", "read_only": "\(readOnly)"])
+        var metadata: Logger.Metadata = ["pod": "\(pod)", "ext": "\(ext)", "read_only": "\(readOnly)",
+                                         "transport": "\(transport.protocolVersion ?? "tcp")"]
+        if let alpn = transport.applicationProtocol { metadata["alpn"] = "\(alpn)" }
+        if let peer = transport.peerSubject { metadata["peer"] = "\(peer)" }
+        logger.info("\(role.rawValue) connected", metadata: metadata)
     }
 
     func connectionClosed(_ role: PodRole, pod: String, code: UInt16) {

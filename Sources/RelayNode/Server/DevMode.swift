@@ -37,8 +37,13 @@ public struct DevMode {
         let host = settings.host == "0.0.0.0" || settings.host == "::" ? "127.0.0.1" : settings.host
         let shell = ProcessEnvironment.value("SHELL") ?? "/bin/bash"
         let exe = "/proc/self/exe"
-        let args = [exe, "attach", "--url", "ws://\(host.contains(":") ? "[\(host)]" : host):\(port)", "--pod", Self.podKey, "--secret", secret,
-                    "--issuer", settings.jwtIssuer ?? "", "--", shell]
+        let authority = "\(host.contains(":") ? "[\(host)]" : host):\(port)"
+        // With TLS the demo runner connects to this very process over
+        // loopback: it need not verify the certificate it is being served.
+        var args = [exe, "attach", "--url", "\(settings.tls == nil ? "ws" : "wss")://\(authority)", "--pod", Self.podKey, "--secret", secret,
+                    "--issuer", settings.jwtIssuer ?? ""]
+        if settings.tls != nil { args.append("--insecure") }
+        args += ["--", shell]
         var cargs = args.map { strdup($0) } + [nil]
         defer { for p in cargs { free(p) } }
         var attr = posix_spawnattr_t()
@@ -51,7 +56,7 @@ public struct DevMode {
         posix_spawnattr_destroy(&attr)
         if rc != 0 { throw SystemError("posix_spawn relay attach", code: rc) }
         let token = Self.mint(secret: secret, podKey: Self.podKey, userID: 1, issuer: settings.jwtIssuer, lifetime: 12 * 3600)
-        let url = "http://\(host.contains(":") ? "[\(host)]" : host):\(port)/?token=\(token)"
+        let url = "\(settings.tls == nil ? "http" : "https")://\(authority)/?token=\(token)"
         logger.notice("dev mode: demo pod attached to \(shell)", metadata: ["pod": "\(Self.podKey)"])
         let banner = "\nOpen the demo terminal:\n  \(url)\n\n"
         _ = banner.withCString { write(1, $0, strlen($0)) }

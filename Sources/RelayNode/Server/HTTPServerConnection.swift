@@ -1,6 +1,7 @@
 import Glibc
 import Reactor
 import Framing
+import TLS
 
 /// What the router decided for one request head.
 enum RouteDecision {
@@ -16,7 +17,7 @@ enum RouteDecision {
 /// or upgrades to a WebSocket and hands over the bytes that followed the head.
 final class HTTPServerConnection: ConnectionHandler {
     unowned let connection: TCPConnection
-    private let route: (HTTPRequestHead, EventLoop) -> RouteDecision
+    private let route: (HTTPRequestHead, TCPConnection) -> RouteDecision
     private let webSocketSettings: WebSocketSettings
     /// One per loop, indexed by loop index.
     private let liveness: [LivenessMonitor]
@@ -28,8 +29,12 @@ final class HTTPServerConnection: ConnectionHandler {
     private let metrics: RelayMetrics
     private let acceptedAt: UInt64
 
+    /// The deadline covers the TLS handshake too: from accept to a complete
+    /// head. A TLS connection still handshaking at the deadline is counted
+    /// in `tlsCounters` as failed ("timeout") and closed without a word.
     init(connection: TCPConnection, handshakeTimeout: UInt64, webSocketSettings: WebSocketSettings,
-         liveness: [LivenessMonitor], metrics: RelayMetrics, route: @escaping (HTTPRequestHead, EventLoop) -> RouteDecision) {
+         liveness: [LivenessMonitor], metrics: RelayMetrics, tlsCounters: TLSCounters? = nil,
+         route: @escaping (HTTPRequestHead, TCPConnection) -> RouteDecision) {
         self.connection = connection
         self.metrics = metrics
         acceptedAt = connection.loop.now()
@@ -39,6 +44,11 @@ final class HTTPServerConnection: ConnectionHandler {
         self.webSocketSettings = webSocketSettings
         deadline = connection.loop.schedule(afterNanoseconds: handshakeTimeout) { [unowned connection] in
             // Slow-loris defence: no complete head in time.
+            if !connection.isEstablished {
+                tlsCounters?.handshakeFailed(reason: "timeout")
+                connection.close()
+                return
+            }
             connection.enqueue(copying: HTTPResponse.simple(status: 408, body: "request timeout\n"))
             connection.close(afterFlush: true)
         }
@@ -65,7 +75,7 @@ final class HTTPServerConnection: ConnectionHandler {
             deadline?.cancel()
             deadline = nil
             metrics.handshake.recordNanoseconds(Int64(connection.loop.now() &- acceptedAt))
-            switch route(head, connection.loop) {
+            switch route(head, connection) {
             case .respond(let response):
                 respond(response)
             case .upgrade(let loop, let maxMessageSize, let makeEndpoint):

@@ -2,6 +2,7 @@ import Glibc
 import Logging
 import Reactor
 import Framing
+import TLS
 
 /// The composition root: loops, listeners, routes and the admin endpoints.
 final class RelayServer: @unchecked Sendable {
@@ -22,6 +23,8 @@ final class RelayServer: @unchecked Sendable {
 
     let webPage: WebPage
     let metrics = RelayMetrics()
+    /// TLS on the listener (nil: plain TCP).
+    let tls: TLSService?
 
     /// A server on `loops`, or on a group of `settings.loops` threads of its own.
     init(settings: RelaySettings, logger: Logger, webPage: WebPage, loops: [EventLoop]? = nil) throws {
@@ -40,6 +43,7 @@ final class RelayServer: @unchecked Sendable {
         hubs = self.loops.map { PodHub(loop: $0, settings: pods, counters: RelayCounters(), logger: logger) }
         authenticator = TokenAuthenticator(secrets: settings.jwtSecrets, issuer: settings.jwtIssuer)
         liveness = self.loops.map { LivenessMonitor(loop: $0, interval: settings.pingInterval, closeTimeout: settings.closeTimeout) }
+        tls = try settings.tls.map { try TLSService(settings: $0) }
     }
 
     /// Serves a new connection on its loop (the listener calls this for
@@ -48,7 +52,8 @@ final class RelayServer: @unchecked Sendable {
         connection.handler = HTTPServerConnection(
             connection: connection, handshakeTimeout: settings.handshakeTimeout,
             webSocketSettings: WebSocketSettings(maxMessageSize: settings.maxMessageSize),
-            liveness: liveness, metrics: metrics, route: { [unowned self] head, loop in route(head, on: loop) })
+            liveness: liveness, metrics: metrics, tlsCounters: tls?.counters,
+            route: { [unowned self] head, connection in route(head, on: connection.loop, peerSubject: { connection.transport.summary.peerSubject }) })
     }
 
     /// Binds the port (one listener per loop), hooks signals, starts the loops.
@@ -57,17 +62,39 @@ final class RelayServer: @unchecked Sendable {
     func start(handlingSignals: Bool = true) throws {
         guard let group else { preconditionFailure("start() needs the server's own loop threads") }
         let address = try SocketAddress(host: settings.host, port: settings.port)
-        port = try group.listen(on: address, outboundLimit: settings.outboundQueueBytes) { [unowned self] connection in
+        let transport: @Sendable (Int32) throws -> any Transport
+        if let tls {
+            transport = { fd in try tls.transport(fd: fd) }
+        } else {
+            transport = { fd in PlainTransport(fd: fd) }
+        }
+        port = try group.listen(on: address, outboundLimit: settings.outboundQueueBytes, transport: transport) { [unowned self] connection in
             accept(connection)
         }
         if handlingSignals {
-            try loops[0].handleSignals { [unowned self] signo in beginShutdown(signal: signo) }
+            try loops[0].handleSignals { [unowned self] signo in
+                if signo == SIGHUP {
+                    reload()
+                } else {
+                    beginShutdown(signal: signo)
+                }
+            }
         }
         group.start()
         logger.notice("relay listening", metadata: [
             "address": "\(address.family == AF_INET6 ? "[\(settings.host)]" : settings.host):\(port)",
             "loops": "\(settings.loops)", "relay_id": "\(settings.relayID)",
+            "tls": "\(tls == nil ? "off" : settings.tls!.clientCAFile == nil ? "on" : "on, client certificates required")",
         ])
+    }
+
+    /// SIGHUP: re-reads what can change without a restart (the TLS files).
+    func reload() {
+        if let tls {
+            tls.reload(logger: logger)
+        } else {
+            logger.notice("SIGHUP: nothing to reload (TLS is off)")
+        }
     }
 
     /// First signal: drain — /health answers 503, new upgrades are refused,
@@ -104,8 +131,9 @@ final class RelayServer: @unchecked Sendable {
         path.hasPrefix("/relay/") ? String(path.dropFirst(6)) : path
     }
 
-    /// `loop`: the loop of the connection that sent `head`.
-    func route(_ head: HTTPRequestHead, on loop: EventLoop) -> RouteDecision {
+    /// `loop`: the loop of the connection that sent `head`; `peerSubject`:
+    /// its client certificate's subject (asked only when needed).
+    func route(_ head: HTTPRequestHead, on loop: EventLoop, peerSubject: () -> String? = { nil }) -> RouteDecision {
         let path = Self.relayPath(head.path)
         switch path {
         case "/health":
@@ -113,15 +141,19 @@ final class RelayServer: @unchecked Sendable {
                 ? .respond(HTTPResponse.simple(status: 503, body: #"{"status":"draining"}"#, contentType: "application/json"))
                 : .respond(HTTPResponse.simple(status: 200, body: #"{"status":"ok"}"#, contentType: "application/json"))
         case "/stats":
-            return .respond(HTTPResponse.simple(status: 200, body: AdminReport.stats(hubs), contentType: "application/json"))
+            return .respond(HTTPResponse.simple(status: 200, body: AdminReport.stats(hubs, tls: tls?.counters), contentType: "application/json"))
         case "/ready":
             return draining.isSet
                 ? .respond(HTTPResponse.simple(status: 503, body: "draining\n"))
                 : .respond(HTTPResponse.simple(status: 200, body: "ready\n"))
         case "/metrics":
-            return .respond(HTTPResponse.simple(status: 200, body: metrics.render(hubs, loops: loops),
+            return .respond(HTTPResponse.simple(status: 200, body: metrics.render(hubs, loops: loops, tls: tls?.counters),
                                                 contentType: "text/plain; version=0.0.4; charset=utf-8"))
         case "/runner/relay":
+            if let tls, !tls.settings.runnerAllowed(subject: peerSubject()) {
+                logger.info("upgrade refused", metadata: ["role": "runner", "reason": "client certificate subject does not match tls-runner-subject"])
+                return .respond(HTTPResponse.simple(status: 403, body: "client certificate not allowed for runners\n"))
+            }
             return podUpgrade(head, role: .runner, from: loop)
         case "/browser/relay":
             return podUpgrade(head, role: .browser, from: loop)

@@ -30,6 +30,8 @@ public struct RelaySettings: Sendable {
     /// of the pod (`accept`).
     var browserPlacement = "home"
     var shutdownGrace: UInt64 = 2_000_000_000
+    /// TLS on the listener (nil: plain TCP).
+    var tls: TLSSettings? = nil
 
     public init() {}
 
@@ -67,16 +69,19 @@ public struct RelaySettings: Sendable {
         static let placement = SettingSpec("browser-placement", env: ["BROWSER_PLACEMENT"], default: "home", .choice(["home", "accept"]), help: "Browser connections move to their pod's loop (home), or stay on the loop that accepted them and get the pod's frames through that loop's mirror of it (accept: spreads a large pod's fan-out over every loop)")
         static let origins = SettingSpec("allowed-origins", env: ["ALLOWED_ORIGINS"], default: "", .list, help: "Comma-separated Origin allow-list (empty: any)")
         static let grace = SettingSpec("shutdown-grace", env: ["SHUTDOWN_GRACE"], default: "2s", .duration(minimum: 0), help: "On SIGTERM: how long to drain (503 on /health, Close 1001 sent) before stopping")
-        static let tls = SettingSpec("tls-enabled", env: ["TLS_ENABLED"], default: "false", .flag, help: "TLS on the listener (not implemented yet: start-up refuses it)")
-        static let tlsCert = SettingSpec("tls-cert-file", env: ["TLS_CERT_FILE"], default: nil, .text, help: "TLS certificate (not implemented yet)")
-        static let tlsKey = SettingSpec("tls-key-file", env: ["TLS_KEY_FILE"], default: nil, .text, help: "TLS key (not implemented yet)")
+        static let tls = SettingSpec("tls", env: ["TLS_ENABLED"], default: "false", .flag, help: "TLS on the listener: https:// and wss:// on the same port (SIGHUP reloads the files)")
+        static let tlsCert = SettingSpec("tls-cert", env: ["TLS_CERT_FILE"], default: nil, .text, help: "PEM certificate chain, leaf first (required with --tls)")
+        static let tlsKey = SettingSpec("tls-key", env: ["TLS_KEY_FILE"], default: nil, .text, help: "PEM private key, unencrypted (required with --tls)")
+        static let tlsClientCA = SettingSpec("tls-client-ca", env: ["TLS_CLIENT_CA_FILE"], default: nil, .text, help: "PEM CA: mutual TLS, every client must present a certificate it signed")
+        static let tlsMinVersion = SettingSpec("tls-min-version", env: ["TLS_MIN_VERSION"], default: "1.2", .choice(["1.2", "1.3"]), help: "Oldest TLS version accepted")
+        static let tlsRunnerSubject = SettingSpec("tls-runner-subject", env: ["TLS_RUNNER_SUBJECT"], default: "", .text, help: "With --tls-client-ca: a runner's certificate subject must match this glob, e.g. '/CN=runner-*' (empty: any)")
         static let internalSecret = SettingSpec("internal-api-secret", env: ["INTERNAL_API_SECRET"], default: nil, .text, help: "Backend API secret (accepted for compatibility; unused yet)")
         static let backendURL = SettingSpec("backend-url", env: ["BACKEND_URL"], default: nil, .text, help: "Backend URL (accepted for compatibility; unused yet)")
 
         public static let all: [SettingSpec] = [host, port, loops, dev, echo, webRoot, logFormat, logLevel, jwtSecret, jwtPrevious,
             jwtIssuer, keepAlive, maxBrowsers, runnerReconnect, pending, relayID, relayRegion, relayCapacity, heartbeat,
             ping, handshake, closeTimeout, maxMessage, outbound, replay, heldInput, lagLimit, lagWindow, placement, origins, grace,
-            tls, tlsCert, tlsKey, internalSecret, backendURL]
+            tls, tlsCert, tlsKey, tlsClientCA, tlsMinVersion, tlsRunnerSubject, internalSecret, backendURL]
     }
 
     /// Resolves and checks every setting; the first bad one stops start-up.
@@ -120,7 +125,7 @@ public struct RelaySettings: Sendable {
         r.allowedOrigins = s.list(Spec.origins)
         r.browserPlacement = try s.choice(Spec.placement)
         if try s.bool(Spec.tls) {
-            throw ConfigurationError("tls-enabled (--tls-enabled, TLS_ENABLED) is set, but TLS is not implemented in this build yet; terminate TLS in front of the relay (e.g. Traefik) for now")
+            r.tls = try TLSSettings.resolve(s)
         }
         if r.jwtSecrets.isEmpty && !r.dev {
             throw ConfigurationError("jwt-secret (--jwt-secret, JWT_SECRET) is required: set JWT_SECRET to the backend's token secret, or run with --dev for a generated one")

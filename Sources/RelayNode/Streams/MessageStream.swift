@@ -39,6 +39,9 @@ class MessageStream {
     var isOpen: Bool { preconditionFailure("MessageStream.isOpen not overridden") }
     /// Bytes queued and not yet written.
     var queuedBytes: Int { preconditionFailure("MessageStream.queuedBytes not overridden") }
+    /// What the byte stream under this one negotiated (TLS version, ALPN,
+    /// client certificate), for log lines.
+    var transportSummary: TransportSummary { TransportSummary() }
 
     /// Queues a frame the pod encoded (or `messages` of them laid end to
     /// end), by reference. False when the outbound bound refused it (the

@@ -93,6 +93,7 @@ final class WebSocketConnection: MessageStream, ConnectionHandler {
     override var isReadingPaused: Bool { connection.isReadingPaused }
     override func notifyWhenDrained() { connection.notifyWhenDrained() }
     override var queuedBytes: Int { connection.queuedBytes }
+    override var transportSummary: TransportSummary { connection.transport.summary }
 
     /// Starts the close handshake: our Close now, the TCP close when the
     /// peer answers (or after `closeTimeout`).
