@@ -14,7 +14,7 @@ fi
 # halt_on_error: the first report fails the test process.
 if ! TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
     swift test --skip-build --sanitize=thread --scratch-path "$scratch" --no-parallel \
-        --filter 'ReactorTests|RelayNodeTests' >"$log" 2>&1; then
+        --filter 'ReactorTests|RelayNodeTests|TLSTests' >"$log" 2>&1; then
     grep -A40 "WARNING: ThreadSanitizer" "$log" | head -80 || tail -40 "$log"
     echo "tsan: failed (log: $log)" >&2
     exit 1
