@@ -19,9 +19,13 @@ public final class TLSContext: @unchecked Sendable {
     /// The leaf certificate's expiry, seconds since the epoch (0: none).
     public let certificateNotAfter: Int64
     public let requiresClientCertificate: Bool
+    /// Sent in the clear to a client that spoke plain HTTP to this TLS
+    /// server (nil: just close), e.g. a 400 saying to use https://.
+    public let plainHTTPResponse: [UInt8]?
 
-    private init(ctx: OpaquePointer, role: Role, alpn: [String], requiresClientCertificate: Bool) {
+    private init(ctx: OpaquePointer, role: Role, alpn: [String], requiresClientCertificate: Bool, plainHTTPResponse: [UInt8]? = nil) {
         self.ctx = ctx
+        self.plainHTTPResponse = plainHTTPResponse
         self.role = role
         applicationProtocols = alpn
         self.requiresClientCertificate = requiresClientCertificate
@@ -46,7 +50,8 @@ public final class TLSContext: @unchecked Sendable {
     /// client must present a certificate signed by that CA.
     public static func server(
         certificateFile: String, keyFile: String, clientCAFile: String? = nil,
-        minimumVersion: TLSVersion = .v1_2, applicationProtocols: [String] = ["http/1.1"]
+        minimumVersion: TLSVersion = .v1_2, applicationProtocols: [String] = ["http/1.1"],
+        plainHTTPResponse: [UInt8]? = nil
     ) throws(TLSConfigurationError) -> TLSContext {
         try readable(certificateFile)
         try readable(keyFile)
@@ -80,7 +85,8 @@ public final class TLSContext: @unchecked Sendable {
             SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nil)
         }
         made = true
-        return TLSContext(ctx: ctx, role: .server, alpn: applicationProtocols, requiresClientCertificate: clientCAFile != nil)
+        return TLSContext(ctx: ctx, role: .server, alpn: applicationProtocols, requiresClientCertificate: clientCAFile != nil,
+                          plainHTTPResponse: plainHTTPResponse)
     }
 
     /// A client context. `verifyPeer` false accepts any certificate (tests

@@ -141,6 +141,11 @@ public final class TLSTransport: Transport {
             // Our flight must leave before the peer can answer it.
             return sent == 1 ? .wantWrite : .wantRead
         case SSL_ERROR_SSL:
+            if reason == "http request", let answer = context.plainHTTPResponse {
+                // Plain HTTP on the TLS port: OpenSSL read the request and
+                // sent nothing; say in the clear what to use instead.
+                _ = answer.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            }
             return .failed(SystemError("tls handshake", code: EPROTO, detail: reason.isEmpty ? "protocol error" : reason))
         case SSL_ERROR_SYSCALL where errno != 0:
             return .failed(SystemError("tls handshake", code: errno))

@@ -234,13 +234,15 @@ func pattern(_ n: Int) -> [UInt8] { (0..<n).map { UInt8(truncatingIfNeeded: $0 &
         #expect(c.seen.error == nil)
     }
 
-    @Test func plainHTTPOnTheTLSPortFailsTheHandshakeWithItsReason() throws {
-        let server = try certs.server()
+    @Test func plainHTTPOnTheTLSPortFailsTheHandshakeWithItsReasonAndAnAnswer() throws {
+        let answer = Array("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n".utf8)
+        let server = try TLSContext.server(certificateFile: certs.serverCert, keyFile: certs.serverKey, plainHTTPResponse: answer)
         let serverSide = Observed()
         final class PlainClient: ConnectionHandler, @unchecked Sendable {
             let done = Flag()
+            var got: [UInt8] = []
             func connectionConnected(_ c: TCPConnection) { c.enqueue(copying: Array("GET /health HTTP/1.1\r\nHost: x\r\n\r\n".utf8)) }
-            func connectionRead(_ c: TCPConnection, _ bytes: SlabSlice) {}
+            func connectionRead(_ c: TCPConnection, _ bytes: SlabSlice) { got += bytes.bytes }
             func connectionClosed(_ c: TCPConnection, error: SystemError?) { done.set() }
         }
         let plain = PlainClient()
@@ -252,6 +254,7 @@ func pattern(_ n: Int) -> [UInt8] { (0..<n).map { UInt8(truncatingIfNeeded: $0 &
             #expect(plain.done.wait())
         }
         #expect(serverSide.error?.detail == "http request")
+        #expect(plain.got == answer, "answered in the clear")
     }
 
     @Test func unusableFilesAreNamedInTheError() throws {

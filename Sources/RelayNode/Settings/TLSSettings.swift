@@ -1,5 +1,6 @@
 import Glibc
 import TLS
+import Framing
 
 /// The TLS settings of the listener, checked at start-up by making a
 /// context from them (so a bad file stops the relay with the setting's name).
@@ -38,7 +39,8 @@ struct TLSSettings: Sendable {
     func makeContext(sources: SettingSources? = nil) throws -> TLSContext {
         do {
             return try TLSContext.server(certificateFile: certificateFile, keyFile: keyFile, clientCAFile: clientCAFile,
-                                         minimumVersion: minimumVersion, applicationProtocols: ["http/1.1"])
+                                         minimumVersion: minimumVersion, applicationProtocols: ["http/1.1"],
+                                         plainHTTPResponse: HTTPResponse.simple(status: 400, body: "this port speaks TLS: use https:// or wss://\n"))
         } catch {
             let spec = error.file == keyFile ? Spec.tlsKey : error.file == clientCAFile ? Spec.tlsClientCA : Spec.tlsCert
             let origin = sources?.raw(spec).map { " from \($0.origin)" } ?? ""
