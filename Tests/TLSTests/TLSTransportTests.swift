@@ -86,6 +86,13 @@ func firstDifference(_ a: [UInt8], _ b: [UInt8]) -> Int? {
     return a.count == b.count ? nil : min(a.count, b.count)
 }
 
+/// 4 KiB socket buffers, and small segments too, or a 4 KiB window below
+/// loopback's 64 KiB MSS stalls on the kernel's zero-window probes.
+@Sendable func tinyClientBuffers(_ fd: Int32) {
+    Socket.setBufferSizes(fd, send: 4096, receive: 4096)
+    Socket.setMaxSegment(fd, 1024)
+}
+
 func pattern(_ n: Int) -> [UInt8] { (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ ($0 >> 11)) } }
 
 @Suite(.serialized) struct TLSTransportTests {
@@ -104,12 +111,7 @@ func pattern(_ n: Int) -> [UInt8] { (0..<n).map { UInt8(truncatingIfNeeded: $0 &
             conn.outboundLimit = 64 * 1024
             conn.handler = EchoServer(serverSide)
         }) { port, loop in
-            connectTLS(port: port, on: loop, context: client, handler: c) { fd in
-                Socket.setBufferSizes(fd, send: 4096, receive: 4096)
-                // Small segments too, or a 4 KiB window below loopback's
-                // 64 KiB MSS stalls on the kernel's zero-window probes.
-                Socket.setMaxSegment(fd, 1024)
-            }
+            connectTLS(port: port, on: loop, context: client, handler: c, configure: tinyClientBuffers)
             #expect(c.seen.closed.wait(seconds: 120))
         }
         #expect(c.seen.error == nil)
@@ -220,12 +222,7 @@ func pattern(_ n: Int) -> [UInt8] { (0..<n).map { UInt8(truncatingIfNeeded: $0 &
             Socket.setBufferSizes(conn.fd, send: 4096, receive: 4096)
             conn.handler = Sender(body)
         }) { port, loop in
-            connectTLS(port: port, on: loop, context: client, handler: c) { fd in
-                Socket.setBufferSizes(fd, send: 4096, receive: 4096)
-                // Small segments too, or a 4 KiB window below loopback's
-                // 64 KiB MSS stalls on the kernel's zero-window probes.
-                Socket.setMaxSegment(fd, 1024)
-            }
+            connectTLS(port: port, on: loop, context: client, handler: c, configure: tinyClientBuffers)
             #expect(c.seen.closed.wait(seconds: 60))
         }
         #expect(c.seen.received.count == body.count)
