@@ -457,20 +457,31 @@ def test_16k_client_hello_is_answered(tls_relay, size):
     assert status == 200, err
 
 
-def test_more_than_32k_of_handshake_is_closed(tls_relay):
+@pytest.mark.parametrize("how", ["burst", "trickled"])
+def test_more_than_32k_of_handshake_is_closed(tls_relay, how):
     """A 40 KiB ClientHello (padding extension, three records; plain OpenSSL
-    answers it, see the s_server control in test_tls_bounds_control): the
-    relay closes the connection without a ServerHello and counts
-    `handshake_too_large`; it keeps serving."""
+    answers it, see test_tls_bounds_control), sent in one write or trickled
+    in 1 KiB writes: the relay closes the connection without answering it
+    (no ServerHello: it must not process more than 32 KiB of handshake) and
+    counts `handshake_too_large`; it keeps serving."""
     relay = tls_relay()
     before = tls_stats(relay)
     sock = tcp_connect(relay, timeout=10)
-    sent = send_quietly(sock, as_records(client_hello(40 * 1024)))
-    data, how = read_until_closed(sock, CLOSE_WAIT)
+    data = as_records(client_hello(40 * 1024))
+    if how == "burst":
+        sent = send_quietly(sock, data)
+    else:
+        for i in range(0, len(data), 1024):
+            if sent := send_quietly(sock, data[i:i + 1024]):
+                sent += f" after {i} bytes"
+                break
+            time.sleep(0.002)
+    answer, closed = read_until_closed(sock, CLOSE_WAIT)
     sock.close()
-    print(f"40 KiB ClientHello: {describe_answer(data)}, then {how}" + (f" (send: {sent})" if sent else ""))
-    assert not is_server_hello(data), "a ServerHello for a 40 KiB ClientHello (bound: 32 KiB)"
-    delta = wait_new_failures(relay, before, what="40 KiB ClientHello")
+    print(f"40 KiB ClientHello ({how}): {describe_answer(answer)}, then {closed}" + (f" (send: {sent})" if sent else ""))
+    delta = wait_new_failures(relay, before, what=f"40 KiB ClientHello ({how})")
+    assert not is_server_hello(answer), \
+        f"the relay answered a 40 KiB ClientHello ({describe_answer(answer)}) before closing (counted: {delta})"
     assert delta.get("handshake_too_large") == 1, f"counted as {delta}, expected handshake_too_large"
     status, _, err = https_get(relay, "/health", relay.client_ssl)
     assert status == 200, err

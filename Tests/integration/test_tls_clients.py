@@ -96,6 +96,29 @@ def test_attach_refuses_an_unknown_ca(tls_relay, tmp_path):
     print(f"relay attach log:\n{log()[-1500:]}")
 
 
+def test_attach_with_a_client_certificate(start_relay, tls_certs, tmp_path):
+    """Mutual TLS with --tls-runner-subject '/CN=runner-*/O=mesh': `relay
+    attach --ca-file CA --client-cert runner.pem --client-key runner.key` is
+    accepted as the runner (log: peer=/CN=runner-1/O=mesh) and its shell
+    answers a browser."""
+    relay = start_relay(*tls_certs.relay_args(client_ca=tls_certs.ca.cert),
+                        "--tls-runner-subject", "/CN=runner-*/O=mesh",
+                        tls=tls_certs.client_context(tls_certs.viewer))
+    proc, log = start_attach(relay, tmp_path, "--ca-file", str(tls_certs.ca.cert),
+                             "--client-cert", str(tls_certs.runner.cert), "--client-key", str(tls_certs.runner.key))
+    try:
+        run(shell_round_trip(relay), timeout=40)
+        r = wait_log(relay, lambda e: e.get("msg") == "runner connected" and e.get("pod") == POD,
+                     what="'runner connected' for the attached runner")
+        assert r.get("peer") == "/CN=runner-1/O=mesh", r
+    except BaseException as e:
+        if isinstance(e, AssertionError):
+            e.args = (f"{e.args[0] if e.args else ''}\nrelay attach log:\n{log()}",)
+        raise
+    finally:
+        stop(proc)
+
+
 def run_loadgen(relay, tmp_path, *args):
     out = tmp_path / "result.json"
     cmd = [str(LOADGEN_BIN), *args, "--url", relay.ws_url("").rstrip("/"), "--secret", TEST_JWT_SECRET,
