@@ -285,6 +285,27 @@ void ctls_last_error_string(char *buf, size_t len) {
     ERR_error_string_n(e, buf, len);
 }
 
+static long limit_reads(BIO *b, int oper, const char *argp, size_t len, int argi, long argl, int ret, size_t *processed) {
+    (void)argp; (void)len; (void)argi; (void)argl; (void)processed;
+    if (oper == BIO_CB_READ) {
+        size_t limit = (size_t)(uintptr_t)BIO_get_callback_arg(b);
+        if (BIO_number_read(b) >= limit) {
+            errno = EMSGSIZE;
+            return -1;
+        }
+    }
+    return ret;
+}
+
+void ctls_bio_limit_reads(BIO *bio, size_t limit) {
+    if (limit == 0) {
+        BIO_set_callback_ex(bio, NULL);
+        return;
+    }
+    BIO_set_callback_arg(bio, (char *)(uintptr_t)limit);
+    BIO_set_callback_ex(bio, limit_reads);
+}
+
 int ctls_peer_subject(SSL *ssl, char *buf, int len) {
     X509 *cert = SSL_get1_peer_certificate(ssl);
     if (!cert) return 0;

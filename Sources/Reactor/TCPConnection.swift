@@ -178,11 +178,13 @@ public final class TCPConnection: Selectable, Flushable {
     }
 
     /// Ask for `connectionDrained` the next time the queue empties.
+    /// Drained means nothing waits, the transport's own output included
+    /// (a TLS record cut by a lag sits there).
     public func notifyWhenDrained() {
         notifyOnDrain = true
-        if outbound.isEmpty && phase == .open {
+        if outbound.isEmpty && !transport.hasPendingOutput && phase == .open {
             loop.runLater { [self] in
-                if notifyOnDrain && outbound.isEmpty && phase == .open {
+                if notifyOnDrain && outbound.isEmpty && !transport.hasPendingOutput && phase == .open {
                     notifyOnDrain = false
                     handler?.connectionDrained(self)
                 }

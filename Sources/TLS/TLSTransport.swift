@@ -74,6 +74,9 @@ public final class TLSTransport: Transport {
         self.ssl = ssl
         counters?.open.add(1, ordering: .relaxed)
         self.rbio = rbio
+        // Until the handshake completes the peer may send this much: a read
+        // past it fails before OpenSSL sees the bytes (lifted once done).
+        ctls_bio_limit_reads(rbio, Self.maxHandshakeBytes)
         switch context.role {
         case .server:
             SSL_set_accept_state(ssl)
@@ -130,12 +133,13 @@ public final class TLSTransport: Transport {
         let sent = ctls_out_flush(out)
         if r == 1 {
             isHandshakeComplete = true
+            ctls_bio_limit_reads(rbio, 0)
             return sent < 0 ? .failed(SystemError("send", code: -sent)) : .done
         }
-        if sent < 0 { return .failed(SystemError("send", code: -sent)) }
-        if BIO_number_read(rbio) > UInt64(Self.maxHandshakeBytes) {
+        if BIO_number_read(rbio) >= UInt64(Self.maxHandshakeBytes) {
             return .failed(SystemError("tls handshake", code: EMSGSIZE, detail: "handshake too large"))
         }
+        if sent < 0 { return .failed(SystemError("send", code: -sent)) }
         switch err {
         case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
             // Our flight must leave before the peer can answer it.

@@ -174,6 +174,30 @@ extension ReactorSuite {
         #expect(h.drained == drainedBefore + 1)
     }
 
+    /// Asking for a drain notification while the queue is empty but the
+    /// transport holds output (a TLS record cut by a slow-consumer lag):
+    /// it comes only once that output has left.
+    @Test func drainedIsNotAnnouncedWhileTheTransportHoldsOutput() throws {
+        let e = try EmbeddedEventLoop()
+        let t = MemoryTransport(sendBufferSize: 2)
+        t.holdsOutput = true
+        let h = SeamHandler()
+        let c = try adopt(t, on: e, h)
+        c.enqueue(copying: Array("abcdef".utf8))
+        e.run()
+        #expect(c.queuedBytes == 0 && t.hasPendingOutput)
+        c.notifyWhenDrained()
+        e.run()
+        #expect(h.drained == 0)
+        var got: [UInt8] = []
+        while t.hasPendingOutput || t.pendingOutbound > 0 {
+            got += t.peerRead()
+            e.run()
+        }
+        #expect(got == Array("abcdef".utf8))
+        #expect(h.drained == 1)
+    }
+
     /// A graceful close sends the queue, then the transport's close_notify,
     /// then FIN, and lingers for the peer's FIN.
     @Test func aGracefulCloseSendsCloseNotifyBeforeTheFIN() throws {

@@ -71,6 +71,11 @@ const char *ctls_last_error_reason(void);
 /// The newest OpenSSL error with its library and reason, for a message.
 void ctls_last_error_string(char *buf, size_t len);
 
+/// Makes reads from `bio` fail (errno EMSGSIZE) once `limit` bytes have
+/// been read through it; 0 lifts the limit. Checked before each read, so at
+/// most one read's worth (a record buffer) passes the limit.
+void ctls_bio_limit_reads(BIO *bio, size_t limit);
+
 /// The peer certificate's subject in one-line form, or 0 when none.
 int ctls_peer_subject(SSL *ssl, char *buf, int len);
 
