@@ -6,8 +6,11 @@ import json
 import random
 import struct
 
+import pytest
+
 from websockets.exceptions import ConnectionClosed
 
+from conftest import over_transport
 from relay_client import (
     ACP_COMMAND, ACP_EVENT, ACP_SNAPSHOT, CONTROL, INPUT, OUTPUT, PING, PONG, RESIZE, RESYNC,
     Collector, Pacer, control, describe, frame, new_pod, open_browser, open_runner, resize, run,
@@ -82,14 +85,19 @@ def sender_of(msg: bytes) -> int:
     raise AssertionError(f"unexpected frame at the runner: {describe(t, msg[1:])}")
 
 
-def test_runner_and_three_browsers_exchange_frames_exactly(start_relay):
+@pytest.fixture(params=["ws", "wss"])
+def start_relay_ws_or_wss(request, start_relay):
+    return over_transport(request, start_relay)
+
+
+def test_runner_and_three_browsers_exchange_frames_exactly(start_relay_ws_or_wss):
     """2,000 runner frames (Output up to 64 KiB, Control, AcpEvent, Snapshot,
     AcpSnapshot, Ping/Pong, an unknown type) reach 3 browsers byte-exact and in
     order; 100 frames from each browser (Input up to 64 KiB, a Resize, an
     AcpCommand) reach the runner byte-exact and in per-browser order. The runner
     and one browser use the unstripped /relay/... paths, one browser sends its
-    token as Authorization: Bearer."""
-    relay = start_relay()
+    token as Authorization: Bearer. Over ws:// and wss://."""
+    relay = start_relay_ws_or_wss()
     outputs = output_stream()
     inputs = {k: input_stream(k) for k in range(3)}
 

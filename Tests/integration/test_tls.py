@@ -25,10 +25,9 @@ from websockets.exceptions import InvalidStatus
 
 from conftest import HOST, RELAY_BIN, free_port, relay_env
 from relay_client import (
-    INPUT, OUTPUT, RESYNC, Collector, Pacer, browser_token, build_query, describe, expect_refused, frame, new_pod,
+    INPUT, OUTPUT, browser_token, build_query, expect_refused, frame, new_pod,
     open_browser, open_runner, relay_path, run, runner_token, stats, ws_connect,
 )
-from test_relay_routing import input_stream, output_stream, sender_of
 from tls_client import (
     BioClient, as_records, client_hello, describe_answer, failure_delta, failures_total, https_get, is_alert,
     is_server_hello, log_events, metric_samples, metric_value, metrics_text, negotiated_protocol, read_until_closed,
@@ -89,60 +88,8 @@ async def exchange(runner, browsers, tag: bytes) -> None:
 # ------------------------------------------------------------- the happy path
 
 
-def test_wss_runner_and_two_browsers_exchange_frames_exactly(tls_relay):
-    """Over wss:// (a client context that trusts only the test CA): 2,000
-    runner frames (Output 1 B ... 64 KiB, Control, AcpEvent, Snapshot, ...)
-    reach two browsers byte-exact and in order; 100 frames from each browser
-    (Input up to 64 KiB, Resize, AcpCommand) reach the runner byte-exact, in
-    per-browser order."""
-    relay = tls_relay()
-    outputs = output_stream(seed=5)
-    inputs = {k: input_stream(k) for k in range(2)}
-
-    async def main():
-        pod = new_pod()
-        runner = await open_runner(relay, pod)
-        browsers = [await open_browser(relay, pod, name=f"b{k}", user_id=1000 + k) for k in range(2)]
-        await runner.send(frame(OUTPUT, b"sync-marker"))
-        for b in browsers:
-            skipped, _ = await b.recv_until(lambda t, p: t == OUTPUT and p == b"sync-marker", what="sync marker")
-            assert not skipped, f"{b.name}: frames before the first runner frame: {[describe(*f) for f in skipped]}"
-
-        pacer = Pacer(window=512 * 1024)
-        collectors = [Collector(b, outputs.__getitem__, len(outputs), pacer) for b in browsers]
-
-        async def push():
-            for msg in outputs:
-                await pacer.room_for(len(msg))
-                await runner.send(msg)
-
-        async def type_into(k):
-            for msg in inputs[k]:
-                await browsers[k].send(msg)
-
-        async def runner_reads():
-            got = {k: [] for k in inputs}
-            total = sum(len(v) for v in inputs.values())
-            while sum(len(v) for v in got.values()) < total:
-                t, p = await runner.recv(timeout=10)
-                if t == RESYNC and not p:
-                    continue
-                msg = frame(t, p)
-                got[sender_of(msg)].append(msg)
-            return got
-
-        results = await asyncio.gather(push(), *(c.task for c in collectors),
-                                       *(type_into(k) for k in inputs), runner_reads())
-        got = results[-1]
-        for k in inputs:
-            assert len(got[k]) == len(inputs[k])
-            for j, (a, b) in enumerate(zip(got[k], inputs[k])):
-                assert a == b, f"browser {k} frame {j}: runner got {describe(a[0], a[1:])}, sent {describe(b[0], b[1:])}"
-        for b in browsers:
-            await b.close()
-        await runner.close()
-
-    run(main(), timeout=120)
+# The happy path, byte for byte over wss://, is test_relay_routing's exchange
+# test, which runs over ws:// and wss://.
 
 
 def test_connected_log_lines_name_transport_and_alpn(tls_relay, tls_certs):

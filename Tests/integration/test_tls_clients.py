@@ -55,6 +55,22 @@ async def shell_round_trip(relay) -> None:
     await browser.close()
 
 
+def attached_runner_entry(relay, tmp_path, *flags) -> dict:
+    """Starts `relay attach` with `flags`, checks a browser's round trip to
+    its shell, and returns the relay's 'runner connected' log entry (the
+    attach log is added to a failed assertion)."""
+    proc, log = start_attach(relay, tmp_path, *flags)
+    try:
+        run(shell_round_trip(relay), timeout=40)
+        return wait_log(relay, lambda e: e.get("msg") == "runner connected" and e.get("pod") == POD,
+                        what="'runner connected' for the attached runner")
+    except AssertionError as e:
+        e.args = (f"{e.args[0] if e.args else ''}\nrelay attach log:\n{log()}",)
+        raise
+    finally:
+        stop(proc)
+
+
 @pytest.mark.parametrize("trust", ["ca-file", "insecure"])
 def test_attach_over_wss(tls_relay, tls_certs, tmp_path, trust):
     """`relay attach --url wss://127.0.0.1:PORT --ca-file CA` (or
@@ -63,18 +79,8 @@ def test_attach_over_wss(tls_relay, tls_certs, tmp_path, trust):
     with transport=TLSv1.x."""
     relay = tls_relay()
     flags = ["--ca-file", str(tls_certs.ca.cert)] if trust == "ca-file" else ["--insecure"]
-    proc, log = start_attach(relay, tmp_path, *flags)
-    try:
-        run(shell_round_trip(relay), timeout=40)
-        r = wait_log(relay, lambda e: e.get("msg") == "runner connected" and e.get("pod") == POD,
-                     what="'runner connected' for the attached runner")
-        assert r.get("transport", "").startswith("TLSv1."), r
-    except BaseException as e:
-        if isinstance(e, AssertionError):
-            e.args = (f"{e.args[0] if e.args else ''}\nrelay attach log:\n{log()}",)
-        raise
-    finally:
-        stop(proc)
+    r = attached_runner_entry(relay, tmp_path, *flags)
+    assert r.get("transport", "").startswith("TLSv1."), r
 
 
 def test_attach_refuses_an_unknown_ca(tls_relay, tmp_path):
@@ -104,19 +110,9 @@ def test_attach_with_a_client_certificate(start_relay, tls_certs, tmp_path):
     relay = start_relay(*tls_certs.relay_args(client_ca=tls_certs.ca.cert),
                         "--tls-runner-subject", "/CN=runner-*/O=mesh",
                         tls=tls_certs.client_context(tls_certs.viewer))
-    proc, log = start_attach(relay, tmp_path, "--ca-file", str(tls_certs.ca.cert),
-                             "--client-cert", str(tls_certs.runner.cert), "--client-key", str(tls_certs.runner.key))
-    try:
-        run(shell_round_trip(relay), timeout=40)
-        r = wait_log(relay, lambda e: e.get("msg") == "runner connected" and e.get("pod") == POD,
-                     what="'runner connected' for the attached runner")
-        assert r.get("peer") == "/CN=runner-1/O=mesh", r
-    except BaseException as e:
-        if isinstance(e, AssertionError):
-            e.args = (f"{e.args[0] if e.args else ''}\nrelay attach log:\n{log()}",)
-        raise
-    finally:
-        stop(proc)
+    r = attached_runner_entry(relay, tmp_path, "--ca-file", str(tls_certs.ca.cert),
+                              "--client-cert", str(tls_certs.runner.cert), "--client-key", str(tls_certs.runner.key))
+    assert r.get("peer") == "/CN=runner-1/O=mesh", r
 
 
 def run_loadgen(relay, tmp_path, *args):
