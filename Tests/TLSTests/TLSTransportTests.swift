@@ -98,6 +98,18 @@ func pattern(_ n: Int) -> [UInt8] { (0..<n).map { UInt8(truncatingIfNeeded: $0 &
 @Suite(.serialized) struct TLSTransportTests {
     let certs = TestCertificates.shared
 
+    /// One connection that both sides see closed; returns what each saw.
+    func connectOnce(server: TLSContext, client: TLSContext, serverName: String = "127.0.0.1") throws -> (client: Observed, server: Observed) {
+        let serverSide = Observed()
+        let c = Client(payload: Array("x".utf8))
+        try withTLSPair(server: server, onAccept: { $0.handler = EchoServer(serverSide) }) { port, loop in
+            connectTLS(port: port, on: loop, context: client, serverName: serverName, handler: c)
+            #expect(c.seen.closed.wait())
+            #expect(serverSide.closed.wait())
+        }
+        return (c.seen, serverSide)
+    }
+
     /// Tiny socket buffers on both sides: encrypted records are refused
     /// part-way on almost every send, so pending output, read-ahead and
     /// the gathered writes are all exercised.
@@ -144,24 +156,12 @@ func pattern(_ n: Int) -> [UInt8] { (0..<n).map { UInt8(truncatingIfNeeded: $0 &
     @Test func theClientRefusesACertificateItCannotVerify() throws {
         let server = try certs.server()
         // The system's CAs do not know the test CA.
-        let client = try TLSContext.client()
-        let serverSide = Observed()
-        let c = Client(payload: Array("x".utf8))
-        try withTLSPair(server: server, onAccept: { $0.handler = EchoServer(serverSide) }) { port, loop in
-            connectTLS(port: port, on: loop, context: client, handler: c)
-            #expect(c.seen.closed.wait())
-            #expect(serverSide.closed.wait())
-        }
-        #expect(c.seen.summary == nil, "never established")
-        #expect(c.seen.error?.detail == "certificate verify failed")
+        let unknown = try connectOnce(server: server, client: try TLSContext.client())
+        #expect(unknown.client.summary == nil, "never established")
+        #expect(unknown.client.error?.detail == "certificate verify failed")
         // A name the certificate does not carry fails too, even from the right CA.
-        let named = Client(payload: Array("x".utf8))
-        let verifying = try TLSContext.client(caFile: certs.ca)
-        try withTLSPair(server: server, onAccept: { $0.handler = EchoServer(Observed()) }) { port, loop in
-            connectTLS(port: port, on: loop, context: verifying, serverName: "relay.example.com", handler: named)
-            #expect(named.seen.closed.wait())
-        }
-        #expect(named.seen.error?.detail == "certificate verify failed")
+        let named = try connectOnce(server: server, client: try TLSContext.client(caFile: certs.ca), serverName: "relay.example.com")
+        #expect(named.client.error?.detail == "certificate verify failed")
     }
 
     @Test func mutualTLSAcceptsOnlyCertificatesFromItsCA() throws {
@@ -191,15 +191,9 @@ func pattern(_ n: Int) -> [UInt8] { (0..<n).map { UInt8(truncatingIfNeeded: $0 &
         let server = try certs.server(minimumVersion: .v1_3)
         let client = try TLSContext.client(caFile: certs.ca)
         _ = ctls_ctx_set_max_proto(client.ctx, TLS1_2_VERSION)
-        let serverSide = Observed()
-        let c = Client(payload: Array("x".utf8))
-        try withTLSPair(server: server, onAccept: { $0.handler = EchoServer(serverSide) }) { port, loop in
-            connectTLS(port: port, on: loop, context: client, handler: c)
-            #expect(c.seen.closed.wait())
-            #expect(serverSide.closed.wait())
-        }
-        #expect(serverSide.error?.detail == "unsupported protocol")
-        #expect(c.seen.summary == nil)
+        let seen = try connectOnce(server: server, client: client)
+        #expect(seen.server.error?.detail == "unsupported protocol")
+        #expect(seen.client.summary == nil)
     }
 
     /// The server queues a megabyte and closes gracefully at once: the
