@@ -132,9 +132,12 @@ public final class TLSTransport: Transport {
         // Send this flight (or the alert that ends a failed handshake).
         let sent = ctls_out_flush(out)
         if r == 1 {
+            // Complete, even if sending what follows it (TLS 1.3 session
+            // tickets) failed: a peer that left at once shows on the next
+            // read or write, not as a failed handshake.
             isHandshakeComplete = true
             ctls_bio_limit_reads(rbio, 0)
-            return sent < 0 ? .failed(SystemError("send", code: -sent)) : .done
+            return .done
         }
         if BIO_number_read(rbio) >= UInt64(Self.maxHandshakeBytes) {
             return .failed(SystemError("tls handshake", code: EMSGSIZE, detail: "handshake too large"))
