@@ -53,7 +53,8 @@ int ctls_ctx_set_session_cache_mode(SSL_CTX *ctx, int mode);
 /// The relay's policy on a context: no renegotiation, no compression, the
 /// server's cipher order, a peer's EOF without close_notify read as EOF,
 /// read-ahead (one read(2) per buffer, not two per record), buffers
-/// released while idle; TLS 1.2 suites ECDHE with AEAD only.
+/// released while idle; TLS 1.2 suites ECDHE with AEAD only; TLS 1.3
+/// suites with AES-128-GCM first.
 int ctls_ctx_apply_policy(SSL_CTX *ctx, int server);
 
 /// ALPN on a server: picks the first protocol of `wire` (the server's list,
