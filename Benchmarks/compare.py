@@ -372,14 +372,23 @@ def write_report(results, windows, m, elapsed, quick):
             ax.legend()
         fig.tight_layout()
         fig.savefig(base + "-latency.png", dpi=100)
-        lines[4:4] = [f"![deliveries/s against window]({os.path.basename(base)}-fanout.png) "
-                      f"![deliveries/s against fan-out]({os.path.basename(base)}-scaling.png) "
-                      f"![latency percentiles]({os.path.basename(base)}-latency.png)", ""]
+        images = [("deliveries/s against window", "-fanout.png"), ("deliveries/s against fan-out", "-scaling.png"),
+                  ("latency percentiles", "-latency.png")]
     except ImportError:
-        lines.insert(4, "(matplotlib missing: no plots)")
+        images = None
+    write_report(base, lines, 4, images)
+    log(f"wrote {base}.md")
+
+
+def write_report(base, lines, at, images):
+    """Writes base.md: `lines`, with the plots `images` ([(alt, suffix)])
+    linked at line `at`, or a note there when matplotlib was missing (None)."""
+    if images is None:
+        lines.insert(at, "(matplotlib missing: no plots)")
+    else:
+        lines[at:at] = [" ".join(f"![{alt}]({os.path.basename(base)}{suffix})" for alt, suffix in images), ""]
     with open(base + ".md", "w") as f:
         f.write("\n".join(lines))
-    log(f"wrote {base}.md")
 
 
 def nats_version():
@@ -989,12 +998,10 @@ def write_tls_report(fan, lat, hs, cg, suites, m, elapsed, opts, reps, hs_second
         ax.grid(True, axis="y", alpha=0.3)
         fig.tight_layout()
         fig.savefig(base + "-handshakes.png", dpi=100)
-        lines[2:2] = [f"![deliveries/s plain vs TLS]({os.path.basename(base)}.png) "
-                      f"![TLS connections/s]({os.path.basename(base)}-handshakes.png)", ""]
+        images = [("deliveries/s plain vs TLS", ".png"), ("TLS connections/s", "-handshakes.png")]
     except ImportError:
-        lines.insert(2, "(matplotlib missing: no plots)")
-    with open(base + ".md", "w") as f:
-        f.write("\n".join(lines))
+        images = None
+    write_report(base, lines, 2, images)
     log(f"wrote {base}.md (callgrind files kept in {tmp}/callgrind)")
 
 
