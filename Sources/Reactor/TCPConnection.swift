@@ -182,9 +182,11 @@ public final class TCPConnection: Selectable, Flushable {
     /// (a TLS record cut by a lag sits there).
     public func notifyWhenDrained() {
         notifyOnDrain = true
-        if outbound.isEmpty && !transport.hasPendingOutput && phase == .open {
+        if phase == .open && outbound.isEmpty && !transport.hasPendingOutput {
             loop.runLater { [self] in
-                if notifyOnDrain && outbound.isEmpty && !transport.hasPendingOutput && phase == .open {
+                // The phase first: a transport is not asked anything once
+                // the connection has closed it.
+                if phase == .open && notifyOnDrain && outbound.isEmpty && !transport.hasPendingOutput {
                     notifyOnDrain = false
                     handler?.connectionDrained(self)
                 }

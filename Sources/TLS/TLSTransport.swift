@@ -30,7 +30,9 @@ public final class TLSTransport: Transport {
     public let counters: TLSCounters?
     /// Owned: freed in `close`.
     private var ssl: OpaquePointer?
-    /// Owned, stable address (the output BIO points at it).
+    /// Owned, stable address (the output BIO points at it); its buffer is
+    /// freed by `close`, the struct itself only in deinit, so a question
+    /// asked after `close` (is output pending?) reads valid memory.
     private let out: UnsafeMutablePointer<ctls_out>
     /// Borrowed from `ssl` (which owns it after SSL_set_bio).
     private let rbio: OpaquePointer
@@ -49,7 +51,9 @@ public final class TLSTransport: Transport {
     public static let writeBudget = 64 * 1024
 
     /// A transport for connected socket `fd`, which it owns from here on
-    /// (closed by `close`, or when this initializer throws).
+    /// (closed by `close`). If this initializer throws, the caller still
+    /// owns `fd` (and closes it: one owner, so the number is never closed
+    /// twice while another thread may reuse it).
     /// `serverName`: a client's SNI and the name its certificate must carry.
     public init(fd: Int32, context: TLSContext, serverName: String? = nil, counters: TLSCounters? = nil) throws(SystemError) {
         self.fd = fd
@@ -57,17 +61,17 @@ public final class TLSTransport: Transport {
         self.counters = counters
         out = .allocate(capacity: 1)
         out.initialize(to: ctls_out(fd: fd, pending: nil, pending_len: 0, pending_off: 0, pending_cap: 0, failed: 0))
-        guard let ssl = SSL_new(context.ctx),
-              let rbio = BIO_new_socket(fd, BIO_NOCLOSE) else {
+        guard let ssl = SSL_new(context.ctx) else {
             out.deallocate()
-            Glibc.close(fd)
             throw SystemError("tls", code: ENOMEM, detail: "cannot create a TLS session: \(TLSContext.lastError())")
         }
-        guard let wbio = ctls_out_bio_new(out) else {
-            BIO_free(rbio)
+        let madeRBIO = BIO_new_socket(fd, BIO_NOCLOSE)
+        let madeWBIO = madeRBIO == nil ? nil : ctls_out_bio_new(out)
+        guard let rbio = madeRBIO, let wbio = madeWBIO else {
+            // Not handed to `ssl` yet: what was made is ours to free.
+            if let madeRBIO { BIO_free(madeRBIO) }
             SSL_free(ssl)
             out.deallocate()
-            Glibc.close(fd)
             throw SystemError("tls", code: ENOMEM, detail: "cannot create a TLS session")
         }
         SSL_set_bio(ssl, rbio, wbio)
@@ -93,7 +97,10 @@ public final class TLSTransport: Transport {
         }
     }
 
-    deinit { close() }
+    deinit {
+        close()
+        out.deallocate()
+    }
 
     /// OpenSSL's error queue must be empty before an SSL call for
     /// SSL_get_error to be reliable. Clearing it costs ~800 instructions
@@ -136,6 +143,7 @@ public final class TLSTransport: Transport {
         guard let ssl else { return .failed(SystemError("tls handshake", code: EBADF)) }
         clearErrors()
         let r = SSL_do_handshake(ssl)
+        let handshakeErrno = errno   // before the flush's send can change it
         let err = r == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl, r)
         let reason = err == SSL_ERROR_SSL ? String(cString: ctls_last_error_reason()) : ""
         // Send this flight (or the alert that ends a failed handshake).
@@ -163,8 +171,8 @@ public final class TLSTransport: Transport {
                 _ = answer.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             }
             return .failed(SystemError("tls handshake", code: EPROTO, detail: reason.isEmpty ? "protocol error" : reason))
-        case SSL_ERROR_SYSCALL where errno != 0:
-            return .failed(SystemError("tls handshake", code: errno))
+        case SSL_ERROR_SYSCALL where handshakeErrno != 0:
+            return .failed(SystemError("tls handshake", code: handshakeErrno))
         default:
             return .failed(SystemError("tls handshake", code: ECONNRESET, detail: "peer closed the connection during the handshake"))
         }
@@ -178,7 +186,7 @@ public final class TLSTransport: Transport {
         var n: UInt32 = 0
         SSL_get0_alpn_selected(ssl, &p, &n)
         if let p, n > 0 { s.applicationProtocol = String(decoding: UnsafeBufferPointer(start: p, count: Int(n)), as: UTF8.self) }
-        var subject = [CChar](repeating: 0, count: 256)
+        var subject = [CChar](repeating: 0, count: 1024)
         if ctls_peer_subject(ssl, &subject, Int32(subject.count)) == 1 { s.peerSubject = subject.withUnsafeBufferPointer { String(cString: $0.baseAddress!) } }
         s.resumed = SSL_session_reused(ssl) == 1
         return s
@@ -196,6 +204,7 @@ public final class TLSTransport: Transport {
         clearErrors()
         var n = 0
         let r = SSL_read_ex(ssl, buffer.baseAddress, buffer.count, &n)
+        let readErrno = errno   // before the flush's send can change it
         let err = r == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl, r)
         let reason = err == SSL_ERROR_SSL ? String(cString: ctls_last_error_reason()) : ""
         // Reading may have produced records of our own (an alert, the
@@ -208,8 +217,7 @@ public final class TLSTransport: Transport {
         case SSL_ERROR_ZERO_RETURN:
             return .eof
         case SSL_ERROR_SYSCALL:
-            let e = errno
-            return e == 0 ? .eof : .error(SystemError("read", code: e))
+            return readErrno == 0 ? .eof : .error(SystemError("read", code: readErrno))
         default:
             return .error(SystemError("tls", code: EPROTO, detail: reason.isEmpty ? "protocol error" : reason))
         }
@@ -217,9 +225,10 @@ public final class TLSTransport: Transport {
 
     // MARK: Writing
 
-    public var hasPendingOutput: Bool { out.pointee.pending_len > 0 || finAfterPending }
+    public var hasPendingOutput: Bool { ssl != nil && (out.pointee.pending_len > 0 || finAfterPending) }
 
     public func flushPending() -> IOResult {
+        guard ssl != nil else { return .error(SystemError("send", code: EBADF)) }
         let f = ctls_out_flush(out)
         if f == 1 { return .wouldBlock }
         if f < 0 { return .error(SystemError("send", code: -f)) }
@@ -268,7 +277,7 @@ public final class TLSTransport: Transport {
             SSL_free(ssl)
             self.ssl = nil
             ctls_out_free(out)
-            out.deallocate()
+            finAfterPending = false
         }
         if fd >= 0 {
             _ = Glibc.close(fd)

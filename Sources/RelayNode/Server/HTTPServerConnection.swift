@@ -107,11 +107,29 @@ final class HTTPServerConnection: ConnectionHandler {
         // its first WebSocket byte, so that all of a pod's connections share
         // one loop and pod state needs no locks.
         let leftover = Array(rest.bytes)
+        moveThenFinish(to: target, accept: accept, settings: settings, makeEndpoint: makeEndpoint, leftover: leftover)
+    }
+
+    /// Set while a move waits for the transport's own output (TLS session
+    /// tickets the socket has not taken yet) to leave.
+    private var moveWhenDrained: (() -> Void)?
+
+    private func moveThenFinish(to target: EventLoop, accept: String, settings wsSettings: WebSocketSettings,
+                                makeEndpoint: @escaping @Sendable () -> any MessageStreamEndpoint, leftover: [UInt8]) {
         let limit = connection.outboundLimit
-        let wsSettings = settings
         let monitor = liveness[target.index]
         guard let transport = connection.detach() else {
-            connection.close()
+            guard connection.isOpen && connection.transport.hasPendingOutput else {
+                connection.close()
+                return
+            }
+            // A connection moves only with nothing in flight: wait for the
+            // transport's bytes to leave, reading nothing more meanwhile.
+            connection.pauseReading()
+            moveWhenDrained = { [unowned self] in
+                moveThenFinish(to: target, accept: accept, settings: wsSettings, makeEndpoint: makeEndpoint, leftover: leftover)
+            }
+            connection.notifyWhenDrained()
             return
         }
         // The transport is used by this thread until here and by the target
@@ -151,7 +169,14 @@ final class HTTPServerConnection: ConnectionHandler {
         connection.close(afterFlush: true)
     }
 
+    func connectionDrained(_ c: TCPConnection) {
+        guard let move = moveWhenDrained else { return }
+        moveWhenDrained = nil
+        move()
+    }
+
     func connectionClosed(_ c: TCPConnection, error: SystemError?) {
         deadline?.cancel()
+        moveWhenDrained = nil
     }
 }
