@@ -280,7 +280,8 @@ public final class TCPConnection: Selectable, Flushable {
 
     /// One read, then more while the transport holds input epoll cannot
     /// announce (TLS records read ahead), up to `maxRead` bytes per event;
-    /// the rest in a later turn, so one peer cannot hold the loop.
+    /// the rest after the other connections' events (a deferred job), so
+    /// one peer cannot hold the loop.
     private func readAvailable() {
         var budget = Self.maxRead
         while true {
