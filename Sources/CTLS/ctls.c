@@ -159,7 +159,7 @@ void ctls_out_free(ctls_out *out) {
 static __thread unsigned char *stage;
 static __thread size_t stage_cap;
 
-long ctls_write_gathered(SSL *ssl, const struct iovec *iov, int count, size_t record, size_t budget, int *ssl_ret) {
+long ctls_write_gathered(SSL *ssl, const struct iovec *iov, int count, size_t skip, size_t record, size_t budget, int *ssl_ret) {
     if (reserve(&stage, &stage_cap, record) != 0) {
         *ssl_ret = -1;
         return -1;
@@ -169,6 +169,13 @@ long ctls_write_gathered(SSL *ssl, const struct iovec *iov, int count, size_t re
     for (int i = 0; i < count && consumed + staged < budget; i++) {
         const unsigned char *p = iov[i].iov_base;
         size_t len = iov[i].iov_len;
+        if (skip >= len) {
+            skip -= len;
+            continue;
+        }
+        p += skip;
+        len -= skip;
+        skip = 0;
         while (len > 0 && consumed + staged < budget) {
             // A whole record's worth in one slice: write it in place.
             if (staged == 0 && len >= record) {

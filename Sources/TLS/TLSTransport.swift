@@ -12,9 +12,10 @@ import Reactor
 /// Writing: `writev` gathers the queued slices into record-sized pieces
 /// (a copy into a per-thread 16 KiB staging buffer, unless a slice alone
 /// fills a record) and encrypts them through a BIO that never blocks, into
-/// a per-thread buffer; then one `send` per call. Whatever the socket does
-/// not take is kept per connection (`hasPendingOutput`, at most one call's
-/// worth: `writeBudget` plus record overhead) and goes first next time.
+/// a per-thread buffer, `writeBudget` bytes at a time, each pass one
+/// `send`, until the slices are done or the socket refuses. Whatever it
+/// does not take is kept per connection (`hasPendingOutput`, at most one
+/// pass: `writeBudget` plus record overhead) and goes first next time.
 /// So SSL_write always consumes what it is given, and OpenSSL's rule that
 /// a blocked write is retried with the same buffer never applies: the
 /// outbound queue can drop or reorder what it has not handed over yet.
@@ -46,8 +47,9 @@ public final class TLSTransport: Transport {
     public static let maxHandshakeBytes = 32 * 1024
     /// Plaintext per TLS record written (the protocol's maximum).
     public static let recordSize = 16 * 1024
-    /// Plaintext taken per `writev` call: bounds the per-connection pending
-    /// output to about this much when the socket is full.
+    /// Plaintext encrypted per pass (one `send` each): bounds the
+    /// per-connection pending output to about this much when the socket
+    /// is full.
     public static let writeBudget = 64 * 1024
 
     /// A transport for connected socket `fd`, which it owns from here on
@@ -246,14 +248,26 @@ public final class TLSTransport: Transport {
             if f == 1 { return .wouldBlock }
             if f < 0 { return .error(SystemError("send", code: -f)) }
         }
-        clearErrors()
-        var sslReturn: Int32 = 0
-        let taken = ctls_write_gathered(ssl, iov, count, Self.recordSize, Self.writeBudget, &sslReturn)
-        let reason = taken < 0 && SSL_get_error(ssl, sslReturn) == SSL_ERROR_SSL ? String(cString: ctls_last_error_reason()) : ""
-        let f = ctls_out_flush(out)
-        if taken < 0 { return .error(SystemError("tls write", code: EPROTO, detail: reason.isEmpty ? "write failed" : reason)) }
-        if f < 0 { return .error(SystemError("send", code: -f)) }
-        return .bytes(taken)
+        // Pass after pass of at most `writeBudget`, each sent before the
+        // next is encrypted, while the socket takes everything: a short
+        // count then means the socket is full, as for plain TCP, and what
+        // it refused (kept in `out`) is at most one pass's records.
+        var total = 0
+        while true {
+            clearErrors()
+            var sslReturn: Int32 = 0
+            let taken = ctls_write_gathered(ssl, iov, count, total, Self.recordSize, Self.writeBudget, &sslReturn)
+            let reason = taken < 0 && SSL_get_error(ssl, sslReturn) == SSL_ERROR_SSL ? String(cString: ctls_last_error_reason()) : ""
+            let f = ctls_out_flush(out)
+            if taken < 0 {
+                if total > 0 { return .bytes(total) }
+                return .error(SystemError("tls write", code: EPROTO, detail: reason.isEmpty ? "write failed" : reason))
+            }
+            total += taken
+            // The socket failed: what was encrypted is lost with it.
+            if f < 0 { return .error(SystemError("send", code: -f)) }
+            if f == 1 || taken < Self.writeBudget { return .bytes(total) }
+        }
     }
 
     // MARK: Closing

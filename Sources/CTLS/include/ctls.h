@@ -40,7 +40,9 @@ void ctls_out_free(ctls_out *out);
 /// instead of one per slice. Stops after `budget` bytes. Returns the
 /// plaintext bytes consumed, or -1 when SSL_write failed (SSL_get_error
 /// tells why; `*ssl_ret` holds its return value).
-long ctls_write_gathered(SSL *ssl, const struct iovec *iov, int count, size_t record, size_t budget, int *ssl_ret);
+/// `skip`: bytes at the start of the iovecs already taken (a later pass
+/// over the same slices).
+long ctls_write_gathered(SSL *ssl, const struct iovec *iov, int count, size_t skip, size_t record, size_t budget, int *ssl_ret);
 
 // Macros of OpenSSL 3, as functions.
 int ctls_ctx_set_min_proto(SSL_CTX *ctx, int version);
