@@ -33,6 +33,27 @@ extension ReactorSuite {
         return c
     }
 
+    /// A connection over a transport that holds its output until the
+    /// socket (`sendBufferSize` bytes at a time) takes it.
+    func holding(sendBufferSize: Int) throws -> (EmbeddedEventLoop, MemoryTransport, SeamHandler, TCPConnection) {
+        let e = try EmbeddedEventLoop()
+        let t = MemoryTransport(sendBufferSize: sendBufferSize)
+        t.holdsOutput = true
+        let h = SeamHandler()
+        return (e, t, h, try adopt(t, on: e, h))
+    }
+
+    /// The peer reads until nothing more comes: what the transport held
+    /// leaves a send buffer's worth per turn.
+    func readAll(_ t: MemoryTransport, _ e: EmbeddedEventLoop) -> [UInt8] {
+        var got: [UInt8] = []
+        repeat {
+            got += t.peerRead()
+            e.run()
+        } while t.hasPendingOutput || t.pendingOutbound > 0
+        return got
+    }
+
     @Test func bytesQueuedDuringTheHandshakeLeaveOnlyOnceItCompletes() throws {
         let e = try EmbeddedEventLoop()
         let t = MemoryTransport(sendBufferSize: 0, handshake: [.wantWrite, .done])
@@ -146,11 +167,7 @@ extension ReactorSuite {
     /// Output the transport holds (encrypted records the socket refused):
     /// the queue is not drained, nor the FIN sent, until it has left.
     @Test func pendingOutputHoldsBackDrainedAndTheFIN() throws {
-        let e = try EmbeddedEventLoop()
-        let t = MemoryTransport(sendBufferSize: 4)
-        t.holdsOutput = true
-        let h = SeamHandler()
-        let c = try adopt(t, on: e, h)
+        let (e, t, h, c) = try holding(sendBufferSize: 4)
         c.notifyWhenDrained()
         e.run()
         let drainedBefore = h.drained
@@ -162,14 +179,7 @@ extension ReactorSuite {
         #expect(t.hasPendingOutput && !t.writeShutdown)
         #expect(h.drained == drainedBefore, "not drained while the transport holds bytes")
         #expect(c.detach() == nil, "a connection with pending output cannot move")
-        var got = t.peerRead()
-        e.run()
-        got += t.peerRead()
-        e.run()
-        got += t.peerRead()
-        e.run()
-        got += t.peerRead()
-        #expect(got == Array("0123456789".utf8) + [MemoryTransport.closeNotify])
+        #expect(readAll(t, e) == Array("0123456789".utf8) + [MemoryTransport.closeNotify])
         #expect(t.writeShutdown, "FIN after the close_notify")
         #expect(h.drained == drainedBefore + 1)
     }
@@ -178,43 +188,25 @@ extension ReactorSuite {
     /// transport holds output (a TLS record cut by a slow-consumer lag):
     /// it comes only once that output has left.
     @Test func drainedIsNotAnnouncedWhileTheTransportHoldsOutput() throws {
-        let e = try EmbeddedEventLoop()
-        let t = MemoryTransport(sendBufferSize: 2)
-        t.holdsOutput = true
-        let h = SeamHandler()
-        let c = try adopt(t, on: e, h)
+        let (e, t, h, c) = try holding(sendBufferSize: 2)
         c.enqueue(copying: Array("abcdef".utf8))
         e.run()
         #expect(c.queuedBytes == 0 && t.hasPendingOutput)
         c.notifyWhenDrained()
         e.run()
         #expect(h.drained == 0)
-        var got: [UInt8] = []
-        while t.hasPendingOutput || t.pendingOutbound > 0 {
-            got += t.peerRead()
-            e.run()
-        }
-        #expect(got == Array("abcdef".utf8))
+        #expect(readAll(t, e) == Array("abcdef".utf8))
         #expect(h.drained == 1)
     }
 
     /// A graceful close sends the queue, then the transport's close_notify,
     /// then FIN, and lingers for the peer's FIN.
     @Test func aGracefulCloseSendsCloseNotifyBeforeTheFIN() throws {
-        let e = try EmbeddedEventLoop()
-        let t = MemoryTransport(sendBufferSize: 3)
-        t.holdsOutput = true
-        let h = SeamHandler()
-        let c = try adopt(t, on: e, h)
+        let (e, t, h, c) = try holding(sendBufferSize: 3)
         c.enqueue(copying: Array("bye".utf8))
         c.close(afterFlush: true)
         e.run()
-        var got: [UInt8] = []
-        for _ in 0..<4 {
-            got += t.peerRead()
-            e.run()
-        }
-        #expect(got == Array("bye".utf8) + [MemoryTransport.closeNotify])
+        #expect(readAll(t, e) == Array("bye".utf8) + [MemoryTransport.closeNotify])
         #expect(t.writeShutdown && h.closed)
         #expect(!t.isClosed, "lingering for the peer's FIN")
         t.peerShutdown()
