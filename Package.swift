@@ -24,8 +24,8 @@ let package = Package(
         .target(name: "CReactor"),
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl",
                        providers: [.apt(["libssl-dev"])]),
-        // HTTP/2 (nghttp2) and Redis (hiredis 0.14) for the HTTP/2 and cluster
-        // issues: declared here, built only once a target depends on them.
+        // HTTP/2 (nghttp2's sans-I/O session, wrapped in Framing) and Redis
+        // (hiredis 0.14, for the cluster issue: built once a target uses it).
         .systemLibrary(name: "CNghttp2", path: "Sources/CNghttp2", pkgConfig: "libnghttp2",
                        providers: [.apt(["libnghttp2-dev"])]),
         .systemLibrary(name: "CHiredis", path: "Sources/CHiredis", pkgConfig: "hiredis",
@@ -36,7 +36,7 @@ let package = Package(
         // TLS as a Reactor transport: contexts (server, client), the transport.
         .target(name: "TLS", dependencies: ["Reactor", "CTLS", "COpenSSL"]),
         // Sans-I/O codecs: bytes in, events out.
-        .target(name: "Framing", dependencies: ["COpenSSL"]),
+        .target(name: "Framing", dependencies: ["COpenSSL", "CNghttp2"]),
         // Pseudo-terminals for `relay attach` (forkpty, TIOCSWINSZ).
         .target(name: "CPTY"),
         // Client-side WebSocket on the Reactor: `relay attach` and `loadgen`.

@@ -180,6 +180,25 @@ public struct OutboundQueue: ~Copyable {
         return .drained
     }
 
+    /// Hands the first `max` bytes (or all) to `take` as uncounted slices,
+    /// in order (retain one to keep it), then drops them from the queue:
+    /// how a queue feeds another one by reference (an HTTP/2 stream's DATA
+    /// into its connection's queue) without copying. Returns the bytes moved.
+    public mutating func transfer(upTo max: Int, _ take: (SlabSlice) -> Void) -> Int {
+        var moved = 0
+        var i = 0
+        while i < count && moved < max {
+            var s = ring![(head + i) & (capacity - 1)].slice
+            if s.count > max - moved { s.count = max - moved }
+            take(s)
+            moved += s.count
+            i += 1
+        }
+        consume(moved)
+        if count == 0 { freeRing() }
+        return moved
+    }
+
     /// Drops `written` bytes from the front, releasing finished slices.
     private mutating func consume(_ written: Int) {
         var left = written

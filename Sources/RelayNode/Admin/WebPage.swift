@@ -59,20 +59,16 @@ struct WebPage: Sendable {
     }
 
     /// The response for `path`, or nil when it is not a page path.
-    func response(for path: String) -> [UInt8]? {
+    func response(for path: String) -> HTTPReply? {
         guard enabled else { return nil }
         if path == "/" || path == "/index.html" {
             if !missing.isEmpty {
-                return HTTPResponse.simple(status: 503, body: "xterm.js assets missing: \(missing.joined(separator: ", ")); run `make setup` and start with --web-root .cache/web\n")
+                return .text(503, "xterm.js assets missing: \(missing.joined(separator: ", ")); run `make setup` and start with --web-root .cache/web\n")
             }
-            return HTTPResponse.simple(status: 200, body: Self.html, contentType: "text/html; charset=utf-8")
+            return .text(200, Self.html, contentType: "text/html; charset=utf-8")
         }
         if path.hasPrefix("/static/"), let (type, bytes) = assets[String(path.dropFirst(8))] {
-            var head = HTTPResponse.head(status: 200, reason: "OK", headers: [
-                ("Content-Type", type), ("Content-Length", "\(bytes.count)"), ("Cache-Control", "max-age=3600"), ("Connection", "close"),
-            ])
-            head += bytes
-            return head
+            return HTTPReply(status: 200, body: bytes, contentType: type, headers: [("Cache-Control", "max-age=3600")])
         }
         return nil
     }

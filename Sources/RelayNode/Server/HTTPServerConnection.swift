@@ -5,8 +5,8 @@ import TLS
 
 /// What the router decided for one request head.
 enum RouteDecision {
-    /// Send these bytes (a complete response) and close.
-    case respond([UInt8])
+    /// Send this response and close (HTTP/1.1), or end the stream (HTTP/2).
+    case respond(HTTPReply)
     /// Upgrade to WebSocket on `loop` (the connection moves there first if
     /// it was accepted elsewhere); `makeEndpoint` runs on that loop.
     case upgrade(on: EventLoop, maxMessageSize: Int, makeEndpoint: @Sendable () -> any MessageStreamEndpoint)
@@ -28,14 +28,22 @@ final class HTTPServerConnection: ConnectionHandler {
     private let handshakeTimeout: UInt64
     private let metrics: RelayMetrics
     private let acceptedAt: UInt64
+    /// Takes the connection over as HTTP/2 (nil: HTTP/2 is off).
+    private let startHTTP2: ((TCPConnection, TransportCounters.Connection) -> HTTP2ServerConnection)?
+    private let transports: TransportCounters
 
     /// The deadline covers the TLS handshake too: from accept to a complete
     /// head. A TLS connection still handshaking at the deadline is counted
     /// in `tlsCounters` as failed ("timeout") and closed without a word.
     init(connection: TCPConnection, handshakeTimeout: UInt64, webSocketSettings: WebSocketSettings,
          liveness: [LivenessMonitor], metrics: RelayMetrics, tlsCounters: TLSCounters? = nil,
+         transports: TransportCounters,
+         startHTTP2: ((TCPConnection, TransportCounters.Connection) -> HTTP2ServerConnection)? = nil,
          route: @escaping (HTTPRequestHead, TCPConnection) -> RouteDecision) {
         self.connection = connection
+        self.startHTTP2 = startHTTP2
+        self.transports = transports
+        transports.opened(.h1)
         self.metrics = metrics
         acceptedAt = connection.loop.now()
         self.liveness = liveness
@@ -55,6 +63,7 @@ final class HTTPServerConnection: ConnectionHandler {
     }
 
     func connectionRead(_ c: TCPConnection, _ bytes: SlabSlice) {
+        if startHTTP2 != nil, http2(c, bytes) { return }
         if pending.isEmpty {
             handle(bytes.bytes, slice: bytes)
         } else {
@@ -63,6 +72,42 @@ final class HTTPServerConnection: ConnectionHandler {
             defer { copy.release() }
             handle(copy.written.bytes, slice: copy.written)
         }
+    }
+
+    /// The HTTP/2 client preface (RFC 9113 §3.4).
+    static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+
+    /// Hands the connection to HTTP/2 when ALPN chose h2, or when its first
+    /// bytes are the client preface (h2c with prior knowledge; no HTTP/1
+    /// request starts with "PRI "). True when the bytes were taken.
+    private func http2(_ c: TCPConnection, _ bytes: SlabSlice) -> Bool {
+        let kind: TransportCounters.Connection
+        if c.transport.summary.applicationProtocol == "h2" {
+            kind = .h2
+        } else {
+            // Up to the preface's length, what came must match it.
+            let seen = pending + Array(bytes.bytes.prefix(Self.preface.count - min(pending.count, Self.preface.count)))
+            let n = min(seen.count, Self.preface.count)
+            guard n > 0, seen[0..<n].elementsEqual(Self.preface[0..<n]) else { return false }
+            if n < Self.preface.count {
+                pending.append(contentsOf: bytes.bytes)
+                return true
+            }
+            kind = .h2c
+        }
+        deadline?.cancel()
+        deadline = nil
+        transports.closed(.h1)
+        let h2 = startHTTP2!(c, kind)
+        c.handler = h2
+        if pending.isEmpty {
+            h2.receive(bytes.bytes)
+        } else {
+            let all = pending + Array(bytes.bytes)
+            pending = []
+            all.withUnsafeBytes { h2.receive($0) }
+        }
+        return true
     }
 
     private func handle(_ bytes: UnsafeRawBufferPointer, slice: SlabSlice) {
@@ -77,7 +122,7 @@ final class HTTPServerConnection: ConnectionHandler {
             metrics.handshake.recordNanoseconds(Int64(connection.loop.now() &- acceptedAt))
             switch route(head, connection) {
             case .respond(let response):
-                respond(response)
+                respond(response.http1)
             case .upgrade(let loop, let maxMessageSize, let makeEndpoint):
                 upgrade(head, on: loop, maxMessageSize: maxMessageSize, makeEndpoint: makeEndpoint,
                         rest: slice.slice(from: headLength, count: slice.count - headLength))
@@ -100,7 +145,7 @@ final class HTTPServerConnection: ConnectionHandler {
         settings.maxMessageSize = maxMessageSize
         if target === connection.loop {
             Self.finishUpgrade(connection, accept: accept, settings: settings, liveness: liveness[connection.loop.index],
-                               endpoint: makeEndpoint(), rest: rest)
+                               transports: transports, endpoint: makeEndpoint(), rest: rest)
             return
         }
         // The pod lives on another loop: hand the socket over once, before
@@ -118,6 +163,9 @@ final class HTTPServerConnection: ConnectionHandler {
                                 makeEndpoint: @escaping @Sendable () -> any MessageStreamEndpoint, leftover: [UInt8]) {
         let limit = connection.outboundLimit
         let monitor = liveness[target.index]
+        let transports = self.transports
+        // Detached, the connection is no longer this handler's: the count
+        // of HTTP/1 connections goes with the socket (the WebSocket ends it).
         guard let transport = connection.detach() else {
             guard connection.isOpen && connection.transport.hasPendingOutput else {
                 connection.close()
@@ -138,21 +186,26 @@ final class HTTPServerConnection: ConnectionHandler {
         let posted = target.execute {
             guard let moved = try? TCPConnection.adopt(transport: moving, on: target, outboundLimit: limit) else {
                 moving.close()
+                transports.closed(.h1)
                 return
             }
             let copy = Slab.copying(leftover)
             defer { copy.release() }
             Self.finishUpgrade(moved, accept: accept, settings: wsSettings, liveness: monitor,
-                               endpoint: makeEndpoint(), rest: copy.written)
+                               transports: transports, endpoint: makeEndpoint(), rest: copy.written)
         }
-        if !posted { transport.close() }
+        if !posted {
+            transport.close()
+            transports.closed(.h1)
+        }
     }
 
     /// Sends the 101 response and installs the WebSocket on `connection`'s loop.
     static func finishUpgrade(_ connection: TCPConnection, accept: String, settings: WebSocketSettings,
-                              liveness: LivenessMonitor, endpoint: any MessageStreamEndpoint, rest: SlabSlice) {
+                              liveness: LivenessMonitor, transports: TransportCounters,
+                              endpoint: any MessageStreamEndpoint, rest: SlabSlice) {
         connection.enqueue(copying: WebSocketHandshake.response(acceptValue: accept))
-        let ws = WebSocketConnection(connection: connection, settings: settings, liveness: liveness)
+        let ws = WebSocketConnection(connection: connection, settings: settings, liveness: liveness, transports: transports)
         ws.endpoint = endpoint
         connection.handler = ws
         endpoint.streamOpened(ws)
@@ -178,5 +231,6 @@ final class HTTPServerConnection: ConnectionHandler {
     func connectionClosed(_ c: TCPConnection, error: SystemError?) {
         deadline?.cancel()
         moveWhenDrained = nil
+        transports.closed(.h1)
     }
 }

@@ -25,6 +25,8 @@ final class RelayServer: @unchecked Sendable {
     let metrics = RelayMetrics()
     /// TLS on the listener (nil: plain TCP).
     let tls: TLSService?
+    /// Connections and streams by transport (h1, h2c, h2; ws, ws-over-h2, grpc).
+    let transports = TransportCounters()
 
     /// A server on `loops`, or on a group of `settings.loops` threads of its own.
     init(settings: RelaySettings, logger: Logger, webPage: WebPage, loops: [EventLoop]? = nil) throws {
@@ -52,8 +54,21 @@ final class RelayServer: @unchecked Sendable {
         connection.handler = HTTPServerConnection(
             connection: connection, handshakeTimeout: settings.handshakeTimeout,
             webSocketSettings: WebSocketSettings(maxMessageSize: settings.maxMessageSize),
-            liveness: liveness, metrics: metrics, tlsCounters: tls?.counters,
+            liveness: liveness, metrics: metrics, tlsCounters: tls?.counters, transports: transports,
+            startHTTP2: settings.http2 == nil ? nil : { [unowned self] connection, kind in startHTTP2(connection, kind: kind) },
             route: { [unowned self] head, connection in route(head, on: connection.loop, peerSubject: { connection.transport.summary.peerSubject }) })
+    }
+
+    /// Takes over `connection` as HTTP/2 (the sniffer saw the preface, or ALPN chose h2).
+    private func startHTTP2(_ connection: TCPConnection, kind: TransportCounters.Connection) -> HTTP2ServerConnection {
+        let loop = connection.loop
+        let subject: () -> String? = { [unowned connection] in connection.transport.summary.peerSubject }
+        let context = HTTP2Context(
+            settings: settings.http2!, streamOutboundLimit: settings.outboundQueueBytes, closeTimeout: settings.closeTimeout,
+            liveness: liveness[loop.index], transports: transports, logger: logger,
+            route: { [unowned self] head, webSocket in routeHTTP2(head, webSocket: webSocket, on: loop, peerSubject: subject) },
+            routeGRPC: { [unowned self] head in routeGRPC(head, on: loop, peerSubject: subject) })
+        return HTTP2ServerConnection(connection: connection, kind: kind, context: context)
     }
 
     /// Binds the port (one listener per loop), hooks signals, starts the loops.
@@ -133,60 +148,62 @@ final class RelayServer: @unchecked Sendable {
 
     /// `loop`: the loop of the connection that sent `head`; `peerSubject`:
     /// its client certificate's subject (asked only when needed).
-    func route(_ head: HTTPRequestHead, on loop: EventLoop, peerSubject: () -> String? = { nil }) -> RouteDecision {
+    func route(_ head: HTTPRequestHead, on loop: EventLoop, peerSubject: () -> String? = { nil }, multiplexed: Bool = false) -> RouteDecision {
         let path = Self.relayPath(head.path)
         switch path {
         case "/health":
             return draining.isSet
-                ? .respond(HTTPResponse.simple(status: 503, body: #"{"status":"draining"}"#, contentType: "application/json"))
-                : .respond(HTTPResponse.simple(status: 200, body: #"{"status":"ok"}"#, contentType: "application/json"))
+                ? .respond(.text(503, #"{"status":"draining"}"#, contentType: "application/json"))
+                : .respond(.text(200, #"{"status":"ok"}"#, contentType: "application/json"))
         case "/stats":
-            return .respond(HTTPResponse.simple(status: 200, body: AdminReport.stats(hubs, tls: tls?.counters), contentType: "application/json"))
+            return .respond(.text(200, AdminReport.stats(hubs, tls: tls?.counters), contentType: "application/json"))
         case "/ready":
             return draining.isSet
-                ? .respond(HTTPResponse.simple(status: 503, body: "draining\n"))
-                : .respond(HTTPResponse.simple(status: 200, body: "ready\n"))
+                ? .respond(.text(503, "draining\n"))
+                : .respond(.text(200, "ready\n"))
         case "/metrics":
-            return .respond(HTTPResponse.simple(status: 200, body: metrics.render(hubs, loops: loops, tls: tls?.counters),
+            return .respond(.text(200, metrics.render(hubs, loops: loops, tls: tls?.counters),
                                                 contentType: "text/plain; version=0.0.4; charset=utf-8"))
         case "/runner/relay":
             if let tls, !tls.settings.runnerAllowed(subject: peerSubject()) {
                 logger.info("upgrade refused", metadata: ["role": "runner", "reason": "client certificate subject does not match tls-runner-subject"])
-                return .respond(HTTPResponse.simple(status: 403, body: "client certificate not allowed for runners\n"))
+                return .respond(.text(403, "client certificate not allowed for runners\n"))
             }
-            return podUpgrade(head, role: .runner, from: loop)
+            return podUpgrade(head, role: .runner, from: loop, multiplexed: multiplexed)
         case "/browser/relay":
-            return podUpgrade(head, role: .browser, from: loop)
+            return podUpgrade(head, role: .browser, from: loop, multiplexed: multiplexed)
         case "/test/echo" where settings.echoEndpoint:
             return .upgrade(on: loop, maxMessageSize: EchoEndpoint.maxMessageSize, makeEndpoint: { EchoEndpoint() })
         default:
             if let page = webPage.response(for: head.path) { return .respond(page) }
-            return .respond(HTTPResponse.simple(status: 404, body: "not found\n"))
+            return .respond(.text(404, "not found\n"))
         }
     }
 
     /// Authenticates a runner or browser upgrade and sends it to its pod's loop.
-    private func podUpgrade(_ head: HTTPRequestHead, role: PodRole, from loop: EventLoop) -> RouteDecision {
+    /// `multiplexed`: the stream cannot move (it shares an HTTP/2
+    /// connection): its endpoint lives on `loop` (see `podEndpoint`).
+    private func podUpgrade(_ head: HTTPRequestHead, role: PodRole, from loop: EventLoop, multiplexed: Bool = false) -> RouteDecision {
         if draining.isSet {
-            return .respond(HTTPResponse.simple(status: 503, body: "relay shutting down\n"))
+            return .respond(.text(503, "relay shutting down\n"))
         }
         if !settings.allowedOrigins.isEmpty, let origin = head.headers["origin"],
            !settings.allowedOrigins.contains(origin) {
-            return .respond(HTTPResponse.simple(status: 403, body: "origin not allowed\n"))
+            return .respond(.text(403, "origin not allowed\n"))
         }
         let identity: Identity
-        switch authenticator.authenticate(head, endpoint: role) {
-        case .failure(let e):
-            hubs[0].counters.authFailures.add(1, ordering: .relaxed)
-            logger.info("upgrade refused", metadata: ["role": "\(role.rawValue)", "reason": "\(e.reason)"])
-            return .respond(HTTPResponse.simple(status: 401, body: e.reason + "\n"))
-        case .success(let id):
-            identity = id
+        switch authenticate(head, role: role) {
+        case .failure(let e): return .respond(.text(401, e.reason + "\n"))
+        case .success(let id): identity = id
         }
         let ext = head.queryValue("ext") == "1"
         var resume: (epoch: UInt32, seq: UInt64)? = nil
         if ext, let e = head.queryValue("epoch").flatMap({ UInt32($0) }), let s = head.queryValue("seq").flatMap({ UInt64($0) }) {
             resume = (e, s)
+        }
+        if multiplexed {
+            return .upgrade(on: loop, maxMessageSize: settings.maxMessageSize,
+                            makeEndpoint: podEndpoint(identity, ext: ext, resume: resume, on: loop))
         }
         let home = hubs[Int(PodHub.hash(identity.podKey) % UInt64(hubs.count))]
         let resumePoint = resume
@@ -201,5 +218,76 @@ final class RelayServer: @unchecked Sendable {
             case .browser: return BrowserSession(pod: hub.host(for: identity.podKey, home: home), identity: identity, ext: ext, resume: resumePoint)
             }
         })
+    }
+
+    /// Verifies the token for `role` (nil: the role the claims say); every
+    /// refusal is counted and logged.
+    private func authenticate(_ head: HTTPRequestHead, role: PodRole?) -> Result<Identity, HTTPHeadError> {
+        let result = authenticator.authenticate(head, endpoint: role)
+        if case .failure(let e) = result {
+            hubs[0].counters.authFailures.add(1, ordering: .relaxed)
+            logger.info("upgrade refused", metadata: ["role": "\(role?.rawValue ?? "any")", "reason": "\(e.reason)"])
+        }
+        return result
+    }
+
+    /// The endpoint of a pod stream that stays on `loop` (a stream of an
+    /// HTTP/2 connection): a browser joins the pod there, or the pod's
+    /// mirror on that loop; a runner is the pod's runner directly when
+    /// `loop` is the pod's home, else through a `RunnerBridge` to the home.
+    private func podEndpoint(_ identity: Identity, ext: Bool, resume: (epoch: UInt32, seq: UInt64)?,
+                             on loop: EventLoop) -> @Sendable () -> any MessageStreamEndpoint {
+        let home = hubs[Int(PodHub.hash(identity.podKey) % UInt64(hubs.count))]
+        let local = hubs[loop.index]
+        let limit = settings.outboundQueueBytes
+        return {
+            switch identity.role {
+            case .runner:
+                if home === local { return RunnerSession(pod: home.pod(identity.podKey), ext: ext) }
+                return RunnerBridge(home: home, podKey: identity.podKey, ext: ext, limit: limit)
+            case .browser:
+                return BrowserSession(pod: local.host(for: identity.podKey, home: home), identity: identity, ext: ext, resume: resume)
+            }
+        }
+    }
+
+    // MARK: HTTP/2
+
+    /// The name of the one gRPC method (proto/relay/v1/relay.proto).
+    static let attachMethod = "/relay.v1.Relay/Attach"
+
+    /// A stream of an HTTP/2 connection on `loop`: a plain request, or an
+    /// extended CONNECT for a WebSocket (`webSocket`).
+    func routeHTTP2(_ head: HTTPRequestHead, webSocket: Bool, on loop: EventLoop, peerSubject: () -> String?) -> StreamRoute {
+        switch route(head, on: loop, peerSubject: peerSubject, multiplexed: true) {
+        case .respond(let reply):
+            return .respond(reply)
+        case .upgrade(_, let maxMessageSize, let makeEndpoint):
+            guard webSocket else { return .respond(.text(400, "use an extended CONNECT (RFC 8441) for a WebSocket over HTTP/2\n")) }
+            return .open(maxMessageSize: maxMessageSize, makeEndpoint: makeEndpoint)
+        }
+    }
+
+    /// A gRPC call: the role comes from the token's claims; ext and resume
+    /// from the metadata `x-relay-ext`, `x-relay-epoch`, `x-relay-seq`.
+    func routeGRPC(_ head: HTTPRequestHead, on loop: EventLoop, peerSubject: () -> String?) -> StreamRoute {
+        let path = Self.relayPath(head.path)
+        guard path == Self.attachMethod else { return .refuse(.unimplemented, "unknown method \(path)") }
+        if draining.isSet { return .refuse(.unavailable, "relay shutting down") }
+        let identity: Identity
+        switch authenticate(head, role: nil) {
+        case .failure(let e): return .refuse(.unauthenticated, e.reason)
+        case .success(let id): identity = id
+        }
+        if identity.role == .runner, let tls, !tls.settings.runnerAllowed(subject: peerSubject()) {
+            logger.info("upgrade refused", metadata: ["role": "runner", "reason": "client certificate subject does not match tls-runner-subject"])
+            return .refuse(.permissionDenied, "client certificate not allowed for runners")
+        }
+        let ext = head.headers["x-relay-ext"] == "1"
+        var resume: (epoch: UInt32, seq: UInt64)? = nil
+        if ext, let e = head.headers["x-relay-epoch"].flatMap({ UInt32($0) }), let s = head.headers["x-relay-seq"].flatMap({ UInt64($0) }) {
+            resume = (e, s)
+        }
+        return .open(maxMessageSize: settings.maxMessageSize, makeEndpoint: podEndpoint(identity, ext: ext, resume: resume, on: loop))
     }
 }

@@ -33,7 +33,8 @@ struct TokenAuthenticator: Sendable {
         return nil
     }
 
-    func authenticate(_ head: HTTPRequestHead, endpoint: PodRole, now: Int64 = Int64(time(nil))) -> Result<Identity, HTTPHeadError> {
+    /// `endpoint`: the role the path serves (nil: whatever the claims say, for gRPC).
+    func authenticate(_ head: HTTPRequestHead, endpoint: PodRole?, now: Int64 = Int64(time(nil))) -> Result<Identity, HTTPHeadError> {
         guard let token = Self.token(from: head) else { return .failure(Self.refusal("missing token")) }
         let claims: JWTClaims
         switch verifier.verify(token, now: now) {
@@ -49,7 +50,7 @@ struct TokenAuthenticator: Sendable {
         default: return .failure(Self.refusal("invalid token type"))
         }
         // The original answers 401 for the wrong role as well.
-        guard role == endpoint else { return .failure(Self.refusal("invalid token type")) }
+        guard endpoint == nil || role == endpoint else { return .failure(Self.refusal("invalid token type")) }
         return .success(Identity(podKey: podKey, role: role, readOnly: claims.scope == "read"))
     }
 

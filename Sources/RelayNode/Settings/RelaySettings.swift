@@ -1,4 +1,5 @@
 import Reactor
+import Framing
 
 /// Every setting of the relay, resolved and checked once at start-up.
 public struct RelaySettings: Sendable {
@@ -32,6 +33,8 @@ public struct RelaySettings: Sendable {
     var shutdownGrace: UInt64 = 2_000_000_000
     /// TLS on the listener (nil: plain TCP).
     var tls: TLSSettings? = nil
+    /// HTTP/2 on the port (h2c by prior knowledge, h2 by ALPN); nil: off.
+    var http2: HTTP2Settings? = HTTP2Settings()
 
     public init() {}
 
@@ -75,13 +78,18 @@ public struct RelaySettings: Sendable {
         static let tlsClientCA = SettingSpec("tls-client-ca", env: ["TLS_CLIENT_CA_FILE"], default: nil, .text, help: "PEM CA: mutual TLS, every client must present a certificate it signed")
         static let tlsMinVersion = SettingSpec("tls-min-version", env: ["TLS_MIN_VERSION"], default: "1.2", .choice(["1.2", "1.3"]), help: "Oldest TLS version accepted")
         static let tlsRunnerSubject = SettingSpec("tls-runner-subject", env: ["TLS_RUNNER_SUBJECT"], default: "", .text, help: "With --tls-client-ca: a runner's certificate subject must match this glob, e.g. '/CN=runner-*' (empty: any)")
+        static let http2 = SettingSpec("http2", env: ["HTTP2"], default: "on", .choice(["on", "off"]), help: "HTTP/2 on the same port: h2c with prior knowledge, h2 by ALPN with --tls; WebSockets over HTTP/2 (RFC 8441) and gRPC")
+        static let http2Streams = SettingSpec("http2-max-streams", env: ["HTTP2_MAX_CONCURRENT_STREAMS"], default: "128", .integer(1...65535), help: "Streams one HTTP/2 connection may have open at once")
+        static let http2Window = SettingSpec("http2-stream-window", env: ["HTTP2_STREAM_WINDOW"], default: "\(1 << 20)", .integer(65535...Int(Int32.max)), help: "Bytes a peer may send on one HTTP/2 stream before the relay reads them (what a paused stream holds)")
+        static let http2HeaderList = SettingSpec("http2-max-header-list", env: ["HTTP2_MAX_HEADER_LIST_SIZE"], default: "16384", .integer(1024...(1 << 20)), help: "Largest HTTP/2 header list (RFC 9113 size); larger requests get 431")
         static let internalSecret = SettingSpec("internal-api-secret", env: ["INTERNAL_API_SECRET"], default: nil, .text, help: "Backend API secret (accepted for compatibility; unused yet)")
         static let backendURL = SettingSpec("backend-url", env: ["BACKEND_URL"], default: nil, .text, help: "Backend URL (accepted for compatibility; unused yet)")
 
         public static let all: [SettingSpec] = [host, port, loops, dev, echo, webRoot, logFormat, logLevel, jwtSecret, jwtPrevious,
             jwtIssuer, keepAlive, maxBrowsers, runnerReconnect, pending, relayID, relayRegion, relayCapacity, heartbeat,
             ping, handshake, closeTimeout, maxMessage, outbound, replay, heldInput, lagLimit, lagWindow, placement, origins, grace,
-            tls, tlsCert, tlsKey, tlsClientCA, tlsMinVersion, tlsRunnerSubject, internalSecret, backendURL]
+            tls, tlsCert, tlsKey, tlsClientCA, tlsMinVersion, tlsRunnerSubject, http2, http2Streams, http2Window, http2HeaderList,
+            internalSecret, backendURL]
     }
 
     /// Resolves and checks every setting; the first bad one stops start-up.
@@ -124,8 +132,17 @@ public struct RelaySettings: Sendable {
         r.shutdownGrace = try s.duration(Spec.grace)
         r.allowedOrigins = s.list(Spec.origins)
         r.browserPlacement = try s.choice(Spec.placement)
+        if try s.choice(Spec.http2) == "on" {
+            var h2 = HTTP2Settings()
+            h2.maxConcurrentStreams = UInt32(try s.int(Spec.http2Streams))
+            h2.streamWindow = UInt32(try s.int(Spec.http2Window))
+            h2.maxHeaderListSize = UInt32(try s.int(Spec.http2HeaderList))
+            r.http2 = h2
+        } else {
+            r.http2 = nil
+        }
         if try s.bool(Spec.tls) {
-            r.tls = try TLSSettings.resolve(s)
+            r.tls = try TLSSettings.resolve(s, http2: r.http2 != nil)
         }
         if r.jwtSecrets.isEmpty && !r.dev {
             throw ConfigurationError("jwt-secret (--jwt-secret, JWT_SECRET) is required: set JWT_SECRET to the backend's token secret, or run with --dev for a generated one")

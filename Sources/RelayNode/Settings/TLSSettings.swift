@@ -12,10 +12,12 @@ struct TLSSettings: Sendable {
     /// fnmatch(3) glob a runner's client-certificate subject must match
     /// ("" = any); only with `clientCAFile`.
     var runnerSubject: String
+    /// ALPN, in the server's order of preference: h2 first when HTTP/2 is on.
+    var applicationProtocols = ["http/1.1"]
 
     typealias Spec = RelaySettings.Spec
 
-    static func resolve(_ s: SettingSources) throws -> TLSSettings {
+    static func resolve(_ s: SettingSources, http2: Bool) throws -> TLSSettings {
         func file(_ spec: SettingSpec) throws -> String {
             guard let v = s.string(spec), !v.isEmpty else {
                 throw ConfigurationError("\(spec.key) (\(spec.names)) is required with tls (\(Spec.tls.names)): the path of a PEM file")
@@ -23,10 +25,11 @@ struct TLSSettings: Sendable {
             return v
         }
         let ca = s.string(Spec.tlsClientCA).flatMap { $0.isEmpty ? nil : $0 }
-        let settings = TLSSettings(
+        var settings = TLSSettings(
             certificateFile: try file(Spec.tlsCert), keyFile: try file(Spec.tlsKey), clientCAFile: ca,
             minimumVersion: TLSVersion(rawValue: try s.choice(Spec.tlsMinVersion)) ?? .v1_2,
             runnerSubject: s.string(Spec.tlsRunnerSubject) ?? "")
+        if http2 { settings.applicationProtocols = ["h2", "http/1.1"] }
         if !settings.runnerSubject.isEmpty && ca == nil {
             throw ConfigurationError("\(Spec.tlsRunnerSubject.key) (\(Spec.tlsRunnerSubject.names)) needs \(Spec.tlsClientCA.key) (\(Spec.tlsClientCA.names)): without client certificates there is no subject to match")
         }
@@ -39,7 +42,7 @@ struct TLSSettings: Sendable {
     func makeContext(sources: SettingSources? = nil) throws -> TLSContext {
         do {
             return try TLSContext.server(certificateFile: certificateFile, keyFile: keyFile, clientCAFile: clientCAFile,
-                                         minimumVersion: minimumVersion, applicationProtocols: ["http/1.1"],
+                                         minimumVersion: minimumVersion, applicationProtocols: applicationProtocols,
                                          plainHTTPResponse: HTTPResponse.simple(status: 400, body: "this port speaks TLS: use https:// or wss://\n"))
         } catch {
             let spec = error.file == keyFile ? Spec.tlsKey : error.file == clientCAFile ? Spec.tlsClientCA : Spec.tlsCert

@@ -1,6 +1,16 @@
 import Reactor
 
-/// Liveness for every WebSocket of one loop (docs/protocol.md §10, Liveness): one
+/// What the liveness monitor pings and drains: a WebSocket over TCP, or an
+/// HTTP/2 connection (one PING for all its streams).
+protocol LivenessMember: AnyObject {
+    /// Position in the monitor (-1: not in it); the monitor's to write.
+    var livenessIndex: Int32 { get set }
+    func checkLiveness(now: UInt64, interval: UInt64)
+    /// Drain: a WebSocket's Close, an HTTP/2 connection's GOAWAY.
+    func close(code: UInt16, reason: String)
+}
+
+/// Liveness for every WebSocket (and HTTP/2 connection) of one loop (docs/protocol.md §10, Liveness): one
 /// timer per loop instead of one per connection (a timer and its closure
 /// would cost an idle connection ~130 bytes). Every interval it pings each
 /// open connection and drops one that has sent nothing for two intervals.
@@ -12,7 +22,11 @@ final class LivenessMonitor: @unchecked Sendable {
     let closeTimeout: UInt64
     /// The connections own themselves (through their TCP connection); each
     /// removes itself when it closes, so these references never dangle.
-    private var members: [Unmanaged<WebSocketConnection>] = []
+    private var members: [Member] = []
+
+    private struct Member {
+        unowned(unsafe) let object: any LivenessMember
+    }
     private var timer: LoopTimer?
 
     init(loop: EventLoop, interval: UInt64, closeTimeout: UInt64) {
@@ -21,19 +35,19 @@ final class LivenessMonitor: @unchecked Sendable {
         self.closeTimeout = closeTimeout
     }
 
-    func add(_ ws: WebSocketConnection) {
+    func add(_ ws: any LivenessMember) {
         ws.livenessIndex = Int32(members.count)
-        members.append(Unmanaged.passUnretained(ws))
+        members.append(Member(object: ws))
         if timer == nil { timer = loop.schedule(afterNanoseconds: interval) { [unowned self] in sweep() } }
     }
 
-    func remove(_ ws: WebSocketConnection) {
+    func remove(_ ws: any LivenessMember) {
         let i = Int(ws.livenessIndex)
-        guard i >= 0, i < members.count, members[i].toOpaque() == Unmanaged.passUnretained(ws).toOpaque() else { return }
+        guard i >= 0, i < members.count, members[i].object === ws else { return }
         let last = members.removeLast()
         if i < members.count {
             members[i] = last
-            last.takeUnretainedValue().livenessIndex = Int32(i)
+            last.object.livenessIndex = Int32(i)
         }
         ws.livenessIndex = -1
         if members.isEmpty {
@@ -46,7 +60,7 @@ final class LivenessMonitor: @unchecked Sendable {
     func closeAll(code: UInt16, reason: String) {
         var i = members.count - 1
         while i >= 0 {
-            if i < members.count { members[i].takeUnretainedValue().close(code: code, reason: reason) }
+            if i < members.count { members[i].object.close(code: code, reason: reason) }
             i -= 1
         }
     }
@@ -58,7 +72,7 @@ final class LivenessMonitor: @unchecked Sendable {
         // what moves into its slot has already been visited.
         var i = members.count - 1
         while i >= 0 {
-            if i < members.count { members[i].takeUnretainedValue().checkLiveness(now: now, interval: interval) }
+            if i < members.count { members[i].object.checkLiveness(now: now, interval: interval) }
             i -= 1
         }
         if !members.isEmpty { timer = loop.schedule(afterNanoseconds: interval) { [unowned self] in sweep() } }

@@ -13,7 +13,7 @@ struct WebSocketSettings: Sendable {
 /// endpoint. As a `MessageStream` it queues
 /// the pod's frames by reference in its TCP connection's outbound queue,
 /// each tagged with its `MessageKind`.
-final class WebSocketConnection: MessageStream, ConnectionHandler {
+final class WebSocketConnection: MessageStream, ConnectionHandler, LivenessMember {
     /// The connection owns this handler, so it outlives every call here;
     /// held unmanaged: no reference counting on the send path.
     private let connectionRef: Unmanaged<TCPConnection>
@@ -31,11 +31,15 @@ final class WebSocketConnection: MessageStream, ConnectionHandler {
     private var lastHeard: UInt64
     private var closeTimer: LoopTimer?
     private unowned(unsafe) let liveness: LivenessMonitor
+    /// The server's (it outlives every connection).
+    private unowned(unsafe) let transports: TransportCounters
 
     /// `liveness` is the monitor of `connection`'s loop.
-    init(connection: TCPConnection, settings: WebSocketSettings, liveness: LivenessMonitor) {
+    init(connection: TCPConnection, settings: WebSocketSettings, liveness: LivenessMonitor, transports: TransportCounters) {
         connectionRef = Unmanaged.passUnretained(connection)
         self.liveness = liveness
+        self.transports = transports
+        transports.opened(.ws)
         session = WebSocketSession(expectMasked: true, maxMessageSize: settings.maxMessageSize)
         lastHeard = connection.loop.now()
         super.init()
@@ -178,6 +182,8 @@ final class WebSocketConnection: MessageStream, ConnectionHandler {
     func connectionClosed(_ c: TCPConnection, error: SystemError?) {
         session.transportClosed()
         liveness.remove(self)
+        transports.closed(.ws)
+        transports.closed(.h1)
         closeTimer?.cancel()
         let e = endpoint
         endpoint = nil

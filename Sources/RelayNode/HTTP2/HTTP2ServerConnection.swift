@@ -1,0 +1,343 @@
+import Reactor
+import Framing
+import Logging
+
+/// How an HTTP/2 stream that asks for a relay call is answered.
+enum StreamRoute {
+    /// A plain response (admin routes, refusals).
+    case respond(HTTPReply)
+    /// A trailers-only gRPC refusal.
+    case refuse(GRPCStatus, String)
+    /// Open the stream; `makeEndpoint` runs on this connection's loop.
+    case open(maxMessageSize: Int, makeEndpoint: () -> any MessageStreamEndpoint)
+}
+
+/// What an HTTP/2 connection needs from its server.
+struct HTTP2Context {
+    var settings: HTTP2Settings
+    /// Each stream's outbound bound (the relay's per-subscriber bound).
+    var streamOutboundLimit: Int
+    var closeTimeout: UInt64
+    var liveness: LivenessMonitor
+    var transports: TransportCounters
+    var logger: Logger
+    /// A plain request (`GET /health`, …) or an extended CONNECT.
+    var route: (HTTPRequestHead, _ webSocket: Bool) -> StreamRoute
+    var routeGRPC: (HTTPRequestHead) -> StreamRoute
+}
+
+/// An HTTP/2 connection on the relay's port (h2c with prior knowledge, or
+/// h2 chosen by ALPN): nghttp2's session (`HTTP2Session`, no I/O) carried
+/// out on a TCP connection, with its streams.
+///
+/// Output: frames nghttp2 makes are copied into the connection's arena and
+/// queued; DATA is a 9-byte header from the arena then the stream's own
+/// slices by reference. Everything waits in the TCP connection's one
+/// queue, which the session stops filling past `socketHighWater` (the
+/// send callbacks say "would block"; `connectionDrained` resumes), so a
+/// peer that does not read holds at most that much here, and its streams'
+/// queues fill up to their own bounds, where the pod's policy lags them.
+///
+/// Liveness: one PING per interval for all streams; a connection that
+/// answers nothing for two intervals is closed. Drain: GOAWAY with the
+/// last stream id, then every WebSocket stream gets Close 1001 and every
+/// gRPC call ends UNAVAILABLE; the connection closes when the streams are done.
+///
+/// Loop-confined.
+final class HTTP2ServerConnection: ConnectionHandler, HTTP2SessionDelegate, Flushable, LivenessMember {
+    unowned let connection: TCPConnection
+    let kind: TransportCounters.Connection
+    private let context: HTTP2Context
+    private var session: HTTP2Session!
+    private var streams: [Int32: HTTP2Stream] = [:]
+    var arena = ByteArena()
+    private var sendScheduled = false
+    private var waitingForSocket = false
+    private var lastHeard: UInt64
+    var livenessIndex: Int32 = -1
+    private var draining = false
+
+    /// Bytes queued on the socket past which the session stops adding more.
+    static let socketHighWater = 256 * 1024
+
+    init(connection: TCPConnection, kind: TransportCounters.Connection, context: HTTP2Context) {
+        self.connection = connection
+        self.kind = kind
+        self.context = context
+        lastHeard = connection.loop.now()
+        session = HTTP2Session(role: .server, settings: context.settings, delegate: self)
+        context.transports.opened(kind)
+        context.liveness.add(self)
+        scheduleSend()
+    }
+
+    var loop: EventLoop { connection.loop }
+    var transportSummary: TransportSummary { connection.transport.summary }
+
+    // MARK: ConnectionHandler
+
+    func connectionRead(_ c: TCPConnection, _ bytes: SlabSlice) {
+        lastHeard = loop.turnStart
+        receive(bytes.bytes)
+    }
+
+    /// Bytes of this connection (the first read comes from the HTTP/1 sniffer).
+    func receive(_ bytes: UnsafeRawBufferPointer) {
+        session.receive(bytes, now: loop.now())
+        if let failure = session.failure { ended(failure) }
+        scheduleSend()
+    }
+
+    func connectionReadEOF(_ c: TCPConnection) {
+        // The peer will send nothing more: finish what is queued, then close.
+        c.close(afterFlush: true)
+    }
+
+    func connectionDrained(_ c: TCPConnection) {
+        guard waitingForSocket else { return }
+        waitingForSocket = false
+        scheduleSend()
+    }
+
+    func connectionClosed(_ c: TCPConnection, error: SystemError?) {
+        context.liveness.remove(self)
+        context.transports.closed(kind)
+        let all = streams
+        streams.removeAll()
+        for (_, st) in all { forget(st, errorCode: HTTP2ErrorCode.cancel.rawValue) }
+    }
+
+    private func ended(_ reason: String) {
+        context.transports.goaway(reason: reason)
+        context.logger.info("http2 connection ended", metadata: ["reason": "\(reason)", "transport": "\(kind.name)"])
+    }
+
+    // MARK: Output
+
+    func scheduleSend() {
+        if !sendScheduled {
+            sendScheduled = true
+            loop.scheduleFlush(self)
+        }
+    }
+
+    func flushQueued() {
+        sendScheduled = false
+        guard connection.isOpen else { return }
+        session.send()
+        if session.failure != nil || session.isFinished {
+            connection.close(afterFlush: true)
+        }
+    }
+
+    func resume(_ stream: HTTP2Stream) {
+        session.resumeData(stream: stream.id)
+        scheduleSend()
+    }
+
+    func consume(_ stream: HTTP2Stream, _ n: Int) {
+        session.consume(stream: stream.id, bytes: n)
+        scheduleSend()
+    }
+
+    func resetStream(_ stream: HTTP2Stream, code: HTTP2ErrorCode) {
+        session.resetStream(stream.id, code: code)
+        scheduleSend()
+    }
+
+    func submitTrailers(_ stream: HTTP2Stream, _ trailers: [HTTP2Header]) {
+        session.submitTrailers(stream: stream.id, headers: trailers)
+    }
+
+    private var socketFull: Bool {
+        if connection.queuedBytes < Self.socketHighWater { return false }
+        if !waitingForSocket {
+            waitingForSocket = true
+            connection.notifyWhenDrained()
+        }
+        return true
+    }
+
+    private func enqueueCopy(_ bytes: UnsafeRawBufferPointer) {
+        if bytes.count <= ByteArena.maxReserve {
+            let (start, slice) = arena.reserve(bytes.count)
+            start.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+            connection.enqueue(slice, force: true)
+        } else {
+            connection.enqueue(copying: bytes, force: true)
+        }
+    }
+
+    func http2(_ s: HTTP2Session, output bytes: UnsafeRawBufferPointer) -> Bool {
+        if socketFull { return false }
+        enqueueCopy(bytes)
+        return true
+    }
+
+    func http2(_ s: HTTP2Session, dataReady stream: Int32, max: Int) -> HTTP2DataReady {
+        guard let st = streams[stream] else { return .bytes(0, end: true, trailers: false) }
+        return st.dataReady(max: max)
+    }
+
+    func http2(_ s: HTTP2Session, sendData stream: Int32, frameHeader: UnsafeRawBufferPointer, length: Int) -> Bool {
+        if socketFull { return false }
+        enqueueCopy(frameHeader)
+        if let st = streams[stream] {
+            let c = connection
+            st.takeData(length) { c.enqueue($0, force: true) }
+        }
+        return true
+    }
+
+    // MARK: Input
+
+    func http2(_ s: HTTP2Session, headers: [HTTP2Header], stream id: Int32, endStream: Bool, tooLarge: Bool) {
+        if let existing = streams[id] {
+            // Trailers from the peer: its side is done.
+            if endStream { existing.peerEnded() }
+            return
+        }
+        if tooLarge {
+            respond(id, .text(431, "request header fields too large\n"))
+            return
+        }
+        guard let head = HTTPRequestHead(http2: headers) else {
+            session.resetStream(id, code: .protocolError)
+            return
+        }
+        if head.method == "CONNECT" {
+            guard head.headers["protocol"] == "websocket" else {
+                respond(id, .text(501, "only the websocket protocol is supported over CONNECT\n"))
+                return
+            }
+            openStream(id, route: context.route(head, true), webSocket: true, head: head)
+        } else if head.method == "POST", let type = head.headers["content-type"], type.hasPrefix("application/grpc") {
+            openStream(id, route: context.routeGRPC(head), webSocket: false, head: head)
+        } else {
+            let route = context.route(head, false)
+            if case .respond(let reply) = route {
+                respond(id, reply, headOnly: head.method == "HEAD")
+            } else {
+                respond(id, .text(400, "use an extended CONNECT (RFC 8441) for a WebSocket over HTTP/2\n"))
+            }
+        }
+    }
+
+    private func openStream(_ id: Int32, route: StreamRoute, webSocket: Bool, head: HTTPRequestHead) {
+        switch route {
+        case .respond(let reply):
+            respond(id, reply)
+        case .refuse(let status, let message):
+            refuseCall(id, status, message)
+        case .open(let maxMessageSize, let makeEndpoint):
+            if draining {
+                if webSocket { respond(id, .text(503, "relay shutting down\n")) } else { refuseCall(id, .unavailable, "relay shutting down") }
+                return
+            }
+            let limit = context.streamOutboundLimit
+            if webSocket {
+                let st = HTTP2WebSocketStream(owner: self, id: id, outboundLimit: limit, maxMessageSize: maxMessageSize,
+                                              closeTimeout: context.closeTimeout)
+                streams[id] = st
+                context.transports.opened(.wsOverH2)
+                session.submitResponse(stream: id, headers: [HTTP2Header(":status", "200")], body: true)
+                let endpoint = makeEndpoint()
+                st.endpoint = endpoint
+                endpoint.streamOpened(st)
+            } else {
+                let timeout = head.headers["grpc-timeout"].flatMap(GRPCTimeout.nanoseconds)
+                let st = GRPCStream(owner: self, id: id, outboundLimit: limit, maxMessageSize: maxMessageSize, timeout: timeout)
+                streams[id] = st
+                context.transports.opened(.grpc)
+                session.submitResponse(stream: id, headers: [HTTP2Header(":status", "200"),
+                                                             HTTP2Header("content-type", "application/grpc")], body: true)
+                let endpoint = makeEndpoint()
+                st.endpoint = endpoint
+                endpoint.streamOpened(st)
+            }
+            scheduleSend()
+        }
+    }
+
+    /// A complete response on stream `id`; the stream ends after it.
+    private func respond(_ id: Int32, _ reply: HTTPReply, headOnly: Bool = false) {
+        var headers = [HTTP2Header(":status", String(reply.status)),
+                       HTTP2Header("content-type", reply.contentType),
+                       HTTP2Header("content-length", String(reply.body.count))]
+        for (name, value) in reply.headers { headers.append(HTTP2Header(name.lowercased(), value)) }
+        if reply.body.isEmpty || headOnly {
+            session.submitResponse(stream: id, headers: headers, body: false)
+        } else {
+            let st = HTTP2Stream(owner: self, id: id, outboundLimit: reply.body.count)
+            streams[id] = st
+            context.transports.opened(.h2Request)
+            reply.body.withUnsafeBytes { _ = st.enqueue(copying: $0, force: true) }
+            st.finish()
+            session.submitResponse(stream: id, headers: headers, body: true)
+        }
+        scheduleSend()
+    }
+
+    /// A trailers-only gRPC response: the call ends before it started.
+    private func refuseCall(_ id: Int32, _ status: GRPCStatus, _ message: String) {
+        session.submitResponse(stream: id, headers: [
+            HTTP2Header(":status", "200"), HTTP2Header("content-type", "application/grpc"),
+            HTTP2Header("grpc-status", String(status.rawValue)),
+            HTTP2Header("grpc-message", GRPCStatus.encodeMessage(message)),
+        ], body: false)
+        scheduleSend()
+    }
+
+    func http2(_ s: HTTP2Session, data: UnsafeRawBufferPointer, stream id: Int32) {
+        if let st = streams[id] {
+            st.received(data)
+        } else {
+            // A request body nobody reads (admin routes): given back at once.
+            session.consume(stream: id, bytes: data.count)
+        }
+    }
+
+    func http2(_ s: HTTP2Session, endOfStream id: Int32) {
+        streams[id]?.peerEnded()
+    }
+
+    func http2(_ s: HTTP2Session, closed id: Int32, errorCode: UInt32) {
+        guard let st = streams.removeValue(forKey: id) else { return }
+        forget(st, errorCode: errorCode)
+    }
+
+    private func forget(_ st: HTTP2Stream, errorCode: UInt32) {
+        switch st {
+        case is HTTP2WebSocketStream: context.transports.closed(.wsOverH2)
+        case is GRPCStream: context.transports.closed(.grpc)
+        default: context.transports.closed(.h2Request)
+        }
+        st.closedByPeerOrUs(errorCode: errorCode)
+    }
+
+    func http2PingAcknowledged(_ s: HTTP2Session) {
+        lastHeard = loop.now()
+    }
+
+    // MARK: Liveness and drain
+
+    func checkLiveness(now: UInt64, interval: UInt64) {
+        if now &- lastHeard >= 2 * interval {
+            ended("no answer to PING")
+            connection.close()
+            return
+        }
+        session.ping()
+        scheduleSend()
+    }
+
+    /// Drain: GOAWAY naming the last stream taken, then each stream is
+    /// closed its own way; the connection ends when they are done.
+    func close(code: UInt16, reason: String) {
+        guard !draining else { return }
+        draining = true
+        session.goAway(code: .noError)
+        for (_, st) in streams { st.close(code: code, reason: reason) }
+        scheduleSend()
+    }
+}
