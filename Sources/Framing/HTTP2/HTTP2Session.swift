@@ -268,6 +268,8 @@ public final class HTTP2Session {
             }
         case NGHTTP2_PRIORITY.rawValue:
             spend(&controlFrames, "flood: PRIORITY frames")
+        case NGHTTP2_GOAWAY.rawValue:
+            delegate.http2(self, goAway: frame.pointee.goaway.error_code, lastStream: frame.pointee.goaway.last_stream_id)
         default:
             break
         }

@@ -23,6 +23,8 @@ public protocol HTTP2SessionDelegate: AnyObject {
     func http2(_ s: HTTP2Session, closed stream: Int32, errorCode: UInt32)
     /// An acknowledgement of our PING arrived.
     func http2PingAcknowledged(_ s: HTTP2Session)
+    /// The peer sent GOAWAY: streams above `lastStream` were not processed.
+    func http2(_ s: HTTP2Session, goAway errorCode: UInt32, lastStream: Int32)
     /// Frame bytes (not DATA payload) to send, valid during the call.
     /// False: none taken now (the socket is full); nghttp2 offers them again.
     func http2(_ s: HTTP2Session, output bytes: UnsafeRawBufferPointer) -> Bool
@@ -36,4 +38,5 @@ public protocol HTTP2SessionDelegate: AnyObject {
 extension HTTP2SessionDelegate {
     public func http2(_ s: HTTP2Session, endOfStream stream: Int32) {}
     public func http2PingAcknowledged(_ s: HTTP2Session) {}
+    public func http2(_ s: HTTP2Session, goAway errorCode: UInt32, lastStream: Int32) {}
 }

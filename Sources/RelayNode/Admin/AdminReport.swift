@@ -5,7 +5,7 @@ import TLS
 
 /// /stats (AgentsMesh's four integers), summed over every loop's counters.
 enum AdminReport {
-    static func stats(_ hubs: [PodHub], tls: TLSCounters? = nil) -> String {
+    static func stats(_ hubs: [PodHub], tls: TLSCounters? = nil, transports: TransportCounters? = nil) -> String {
         func sum(_ f: (RelayCounters) -> Int) -> Int64 { Int64(hubs.reduce(0) { $0 + f($1.counters) }) }
         var w = JSONWriter()
         w.beginObject()
@@ -25,6 +25,22 @@ enum AdminReport {
                 for (k, n) in counts.sorted(by: { $0.key < $1.key }) { w.key(k); w.integer(Int64(n)) }
                 w.endObject()
             }
+            w.endObject()
+        }
+        if let transports {
+            w.key("transports")
+            w.beginObject()
+            func section(_ name: String, _ entries: [(String, Int)]) {
+                w.key(name)
+                w.beginObject()
+                for (k, n) in entries { w.key(k); w.integer(Int64(n)) }
+                w.endObject()
+            }
+            section("connections", TransportCounters.Connection.allCases.map { ($0.name, transports.open($0)) })
+            section("connections_total", TransportCounters.Connection.allCases.map { ($0.name, transports.total($0)) })
+            section("streams", TransportCounters.Stream.allCases.map { ($0.name, transports.open($0)) })
+            section("streams_total", TransportCounters.Stream.allCases.map { ($0.name, transports.total($0)) })
+            section("goaways", transports.goaways.withLock { $0 }.sorted { $0.key < $1.key })
             w.endObject()
         }
         w.endObject()

@@ -23,7 +23,7 @@ final class RelayMetrics: Sendable {
     }
 
     /// The exposition text, with every loop's counters summed in.
-    func render(_ hubs: [PodHub], loops: [EventLoop], tls: TLSCounters? = nil) -> String {
+    func render(_ hubs: [PodHub], loops: [EventLoop], tls: TLSCounters? = nil, transports: TransportCounters? = nil) -> String {
         scrape.withLock { _ in
             func sum(_ f: (RelayCounters) -> Int) -> Int64 { Int64(hubs.reduce(0) { $0 + f($1.counters) }) }
             func gauge(_ name: String, _ help: String, _ value: Int64, labels: [(String, String)] = []) {
@@ -61,6 +61,19 @@ final class RelayMetrics: Sendable {
                 }
                 for (reason, n) in tls.failures {
                     counter("relay_tls_handshake_failures_total", "Failed TLS handshakes by reason (OpenSSL's, or timeout).", Int64(n), labels: [("reason", reason)])
+                }
+            }
+            if let transports {
+                for c in TransportCounters.Connection.allCases {
+                    gauge("relay_transport_connections", "Open connections by transport (h1, h2c, h2).", Int64(transports.open(c)), labels: [("transport", c.name)])
+                    counter("relay_transport_connections_total", "Connections by transport (h1, h2c, h2).", Int64(transports.total(c)), labels: [("transport", c.name)])
+                }
+                for st in TransportCounters.Stream.allCases {
+                    gauge("relay_transport_streams", "Open streams by transport (ws, ws-over-h2, grpc, h2-request).", Int64(transports.open(st)), labels: [("transport", st.name)])
+                    counter("relay_transport_streams_total", "Streams by transport (ws, ws-over-h2, grpc, h2-request).", Int64(transports.total(st)), labels: [("transport", st.name)])
+                }
+                for (reason, n) in transports.goaways.withLock({ $0 }) {
+                    counter("relay_http2_goaways_total", "HTTP/2 connections the relay ended with GOAWAY, by reason.", Int64(n), labels: [("reason", reason)])
                 }
             }
             for loop in loops {

@@ -35,6 +35,7 @@ final class GRPCStream: HTTP2Stream {
     }
 
     override var isOpen: Bool { open }
+    override var transportNames: (http: String, stream: String) { (owner.kind.name, "grpc") }
 
     // MARK: MessageStream
 

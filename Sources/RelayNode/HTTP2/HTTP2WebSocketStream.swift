@@ -22,6 +22,7 @@ final class HTTP2WebSocketStream: HTTP2Stream {
     }
 
     override var isOpen: Bool { session.state == .open }
+    override var transportNames: (http: String, stream: String) { (owner.kind.name, "ws-over-h2") }
 
     // MARK: MessageStream
 

@@ -42,7 +42,8 @@ final class RunnerBridge: MessageStreamEndpoint, @unchecked Sendable {
         self.stream = stream
         remote.bridgeLoop = stream.loop
         let summary = stream.transportSummary
-        toHome { $0.open(summary) }
+        let names = stream.transportNames
+        toHome { $0.open(summary, names: names) }
     }
 
     func stream(_ stream: MessageStream, received message: ReceivedMessage) {
@@ -96,6 +97,7 @@ final class RemoteRunnerStream: MessageStream, @unchecked Sendable {
     private var open = false
     private var paused = false
     private var summary = TransportSummary()
+    private var names = (http: "h2", stream: "ws-over-h2")
     var limit = 1 << 20
     let inFlight = Atomic<Int>(0)
     let queuedOnStream = Atomic<Int>(0)
@@ -117,8 +119,9 @@ final class RemoteRunnerStream: MessageStream, @unchecked Sendable {
 
     // MARK: Events from the stream's loop (on the home loop)
 
-    func open(_ summary: TransportSummary) {
+    func open(_ summary: TransportSummary, names: (http: String, stream: String)) {
         self.summary = summary
+        self.names = names
         open = true
         let s = RunnerSession(pod: home.pod(podKey), ext: ext)
         session = s
@@ -148,6 +151,7 @@ final class RemoteRunnerStream: MessageStream, @unchecked Sendable {
     override var isOpen: Bool { open }
     override var queuedBytes: Int { inFlight.load(ordering: .relaxed) + queuedOnStream.load(ordering: .relaxed) }
     override var transportSummary: TransportSummary { summary }
+    override var transportNames: (http: String, stream: String) { names }
 
     private func post(_ message: UnsafeRawBufferPointer, force: Bool) -> Bool {
         guard open else { return false }

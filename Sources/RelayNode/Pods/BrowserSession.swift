@@ -127,7 +127,7 @@ final class BrowserSession: MessageStreamEndpoint {
 
     func streamOpened(_ stream: MessageStream) {
         streamRef = Unmanaged.passUnretained(stream)
-        pod.hub.connectionOpened(.browser, pod: pod.key, ext: ext, readOnly: readOnly, transport: stream.transportSummary)
+        pod.hub.connectionOpened(.browser, pod: pod.key, ext: ext, readOnly: readOnly, transport: stream.transportSummary, names: stream.transportNames)
         pod.browserJoined(self)
     }
 

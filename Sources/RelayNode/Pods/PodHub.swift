@@ -61,10 +61,12 @@ final class PodHub: @unchecked Sendable {
     }
 
     /// One log line and the connection gauge per connection event (never per frame).
-    func connectionOpened(_ role: PodRole, pod: String, ext: Bool, readOnly: Bool, transport: TransportSummary) {
+    func connectionOpened(_ role: PodRole, pod: String, ext: Bool, readOnly: Bool, transport: TransportSummary,
+                          names: (http: String, stream: String) = ("h1", "ws")) {
         if role == .runner { counters.runners.add(1, ordering: .relaxed) } else { counters.browsers.add(1, ordering: .relaxed) }
         var metadata: Logger.Metadata = ["pod": "\(pod)", "ext": "\(ext)", "read_only": "\(readOnly)",
-                                         "transport": "\(transport.protocolVersion ?? "tcp")"]
+                                         "transport": "\(transport.protocolVersion ?? "tcp")",
+                                         "http": "\(names.http)", "stream": "\(names.stream)"]
         if let alpn = transport.applicationProtocol { metadata["alpn"] = "\(alpn)" }
         if let peer = transport.peerSubject { metadata["peer"] = "\(peer)" }
         logger.info("\(role.rawValue) connected", metadata: metadata)

@@ -39,7 +39,7 @@ final class RunnerSession: MessageStreamEndpoint {
 
     func streamOpened(_ stream: MessageStream) {
         streamRef = Unmanaged.passUnretained(stream)
-        pod.hub.connectionOpened(.runner, pod: pod.key, ext: ext, readOnly: false, transport: stream.transportSummary)
+        pod.hub.connectionOpened(.runner, pod: pod.key, ext: ext, readOnly: false, transport: stream.transportSummary, names: stream.transportNames)
         pod.runnerJoined(self)
     }
 

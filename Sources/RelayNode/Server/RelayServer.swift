@@ -156,13 +156,13 @@ final class RelayServer: @unchecked Sendable {
                 ? .respond(.text(503, #"{"status":"draining"}"#, contentType: "application/json"))
                 : .respond(.text(200, #"{"status":"ok"}"#, contentType: "application/json"))
         case "/stats":
-            return .respond(.text(200, AdminReport.stats(hubs, tls: tls?.counters), contentType: "application/json"))
+            return .respond(.text(200, AdminReport.stats(hubs, tls: tls?.counters, transports: transports), contentType: "application/json"))
         case "/ready":
             return draining.isSet
                 ? .respond(.text(503, "draining\n"))
                 : .respond(.text(200, "ready\n"))
         case "/metrics":
-            return .respond(.text(200, metrics.render(hubs, loops: loops, tls: tls?.counters),
+            return .respond(.text(200, metrics.render(hubs, loops: loops, tls: tls?.counters, transports: transports),
                                                 contentType: "text/plain; version=0.0.4; charset=utf-8"))
         case "/runner/relay":
             if let tls, !tls.settings.runnerAllowed(subject: peerSubject()) {

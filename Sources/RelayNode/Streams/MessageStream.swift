@@ -42,6 +42,9 @@ class MessageStream {
     /// What the byte stream under this one negotiated (TLS version, ALPN,
     /// client certificate), for log lines.
     var transportSummary: TransportSummary { TransportSummary() }
+    /// The HTTP version and stream kind, for log lines: ("h1", "ws"),
+    /// ("h2c" or "h2", "ws-over-h2" or "grpc").
+    var transportNames: (http: String, stream: String) { ("h1", "ws") }
 
     /// Queues a frame the pod encoded (or `messages` of them laid end to
     /// end), by reference. False when the outbound bound refused it (the
