@@ -22,6 +22,7 @@ class MessageEndpoint: WebSocketClientDelegate {
 
     /// Writes what is queued now instead of at the end of the loop turn.
     func flushNow() { client.connection.flushQueued() }
+    // (H2Endpoint overrides send, flushNow and close: it has a stream, not a client.)
 
     func markReady() {
         guard !ready else { return }

@@ -10,6 +10,7 @@ struct Report {
         json.beginObject()
         json.key("scenario"); json.string(scenario)
         json.key("target"); json.string(options.target)
+        json.key("transport"); json.string(options.transport)
         json.key("url"); json.string(options.url)
         json.key("client_loops"); json.integer(Int64(options.loops))
         for (k, v) in parameters {

@@ -6,6 +6,7 @@ import RelayClient
 /// Which server is measured, and how to reach it.
 struct Target: Sendable {
     enum Kind: String, Sendable { case relay, nats }
+    enum Transport: String, Sendable { case ws, h2c, h2, grpc }
     let kind: Kind
     let url: WebSocketURL
     let secret: String
@@ -15,6 +16,9 @@ struct Target: Sendable {
     /// The client context when the URL is wss:// (one per run: contexts
     /// are costly, connections from one share it).
     let tls: TLSContext?
+    let transport: Transport
+    /// The HTTP/2 connections streams share (nil: WebSocket over HTTP/1.1).
+    let pool: HTTP2Pool?
 
     func token(pod: String, userID: Int64) -> String {
         let now = Int64(time(nil))
@@ -53,6 +57,21 @@ struct Target: Sendable {
 
     private func connect(_ e: MessageEndpoint, target: String, index: Int, on loop: EventLoop) throws -> MessageEndpoint {
         let source = sources.isEmpty ? nil : sources[index % sources.count]
+        if let pool {
+            let h2 = H2Endpoint()
+            let connection = try pool.connection(on: loop, url: url, source: source, tls: tls)
+            let scheme = url.secure ? "https" : "http"
+            if transport == .grpc {
+                // The token from the target's query goes in the metadata.
+                let token = target.split(separator: "token=").last.map { String($0.prefix { $0 != "&" }) } ?? ""
+                var metadata = [HTTP2Header("authorization", "Bearer \(token)")]
+                if target.contains("ext=1") { metadata.append(HTTP2Header("x-relay-ext", "1")) }
+                h2.stream = connection.grpc(path: "/relay.v1.Relay/Attach", scheme: scheme, metadata: metadata, delegate: h2)
+            } else {
+                h2.stream = connection.webSocket(path: target, scheme: scheme, delegate: h2)
+            }
+            return h2
+        }
         e.client = try WebSocketClient.connect(to: url.with(target: target), on: loop, delegate: e, source: source,
                                                outboundLimit: 64 << 20, tls: tls)
         return e
@@ -60,3 +79,42 @@ struct Target: Sendable {
 }
 
 final class RelayEndpoint: MessageEndpoint {}
+
+/// A relay client as one stream of a shared HTTP/2 connection.
+final class H2Endpoint: MessageEndpoint, HTTP2ClientStreamDelegate {
+    var stream: HTTP2ClientStream!
+
+    override func send(_ payload: UnsafeRawBufferPointer) -> Bool { stream.send(payload) }
+    override func flushNow() { stream.connection.flushNow() }
+    override func close() { stream.connection.close() }
+
+    func streamOpened(_ stream: HTTP2ClientStream) { markReady() }
+    func stream(_ stream: HTTP2ClientStream, received payload: UnsafeRawBufferPointer) { deliver(payload, at: stream.lastReadNanos) }
+    func streamDrained(_ stream: HTTP2ClientStream) { onDrained?() }
+    func streamClosed(_ stream: HTTP2ClientStream, reason: String) { onClosed?(reason) }
+}
+
+/// Per loop, the HTTP/2 connection new streams go on until it carries
+/// `streamsPerConnection`. Each loop touches only its own slot.
+final class HTTP2Pool: @unchecked Sendable {
+    let streamsPerConnection: Int
+    private var current: [HTTP2ClientConnection?] = Array(repeating: nil, count: 256)
+    private var opened: [Int] = Array(repeating: 0, count: 256)
+
+    init(streamsPerConnection: Int) {
+        self.streamsPerConnection = streamsPerConnection
+    }
+
+    func connection(on loop: EventLoop, url: WebSocketURL, source: SocketAddress?, tls: TLSContext?) throws -> HTTP2ClientConnection {
+        let i = loop.index
+        if let c = current[i], opened[i] < streamsPerConnection, c.failure == nil {
+            opened[i] += 1
+            return c
+        }
+        let c = try HTTP2ClientConnection.connect(to: url.address(), authority: "\(url.host):\(url.port)", on: loop, source: source,
+                                                  tls: tls, serverName: url.host)
+        current[i] = c
+        opened[i] = 1
+        return c
+    }
+}

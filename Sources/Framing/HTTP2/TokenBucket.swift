@@ -14,15 +14,28 @@ public struct TokenBucket: Sendable {
 
     /// Takes one token; false when none is left.
     public mutating func take(now: UInt64) -> Bool {
-        if let last, now > last, perSecond > 0 {
-            let earned = Int(min((now - last) / (1_000_000_000 / UInt64(perSecond)), UInt64(burst)))
-            if earned > 0 {
-                tokens = min(burst, tokens + earned)
-                self.last = last + UInt64(earned) * (1_000_000_000 / UInt64(perSecond))
-            }
-        } else if last == nil {
-            last = now
+        guard let last else {
+            self.last = now
+            return spend()
         }
+        if now > last && perSecond > 0 {
+            let interval = 1_000_000_000 / UInt64(perSecond)
+            let earned = (now - last) / interval
+            if earned > 0 {
+                if UInt64(burst - tokens) <= earned {
+                    // Full again: time beyond the burst is not saved up.
+                    tokens = burst
+                    self.last = now
+                } else {
+                    tokens += Int(earned)
+                    self.last = last + earned * interval
+                }
+            }
+        }
+        return spend()
+    }
+
+    private mutating func spend() -> Bool {
         guard tokens > 0 else { return false }
         tokens -= 1
         return true

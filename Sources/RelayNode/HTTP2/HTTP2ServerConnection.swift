@@ -45,7 +45,11 @@ struct HTTP2Context {
 ///
 /// Loop-confined.
 final class HTTP2ServerConnection: ConnectionHandler, HTTP2SessionDelegate, Flushable, LivenessMember {
-    unowned let connection: TCPConnection
+    /// Valid until `connectionClosed` (`closed`): the loop's flush list may
+    /// hold this handler past its connection, so every late entry checks.
+    unowned(unsafe) let connection: TCPConnection
+    unowned let loop: EventLoop
+    private var closed = false
     let kind: TransportCounters.Connection
     private let context: HTTP2Context
     private var session: HTTP2Session!
@@ -62,17 +66,18 @@ final class HTTP2ServerConnection: ConnectionHandler, HTTP2SessionDelegate, Flus
 
     init(connection: TCPConnection, kind: TransportCounters.Connection, context: HTTP2Context) {
         self.connection = connection
+        loop = connection.loop
         self.kind = kind
         self.context = context
         lastHeard = connection.loop.now()
+        transportSummary = connection.transport.summary
         session = HTTP2Session(role: .server, settings: context.settings, delegate: self)
         context.transports.opened(kind)
         context.liveness.add(self)
         scheduleSend()
     }
 
-    var loop: EventLoop { connection.loop }
-    var transportSummary: TransportSummary { connection.transport.summary }
+    private(set) var transportSummary = TransportSummary()
 
     // MARK: ConnectionHandler
 
@@ -100,6 +105,7 @@ final class HTTP2ServerConnection: ConnectionHandler, HTTP2SessionDelegate, Flus
     }
 
     func connectionClosed(_ c: TCPConnection, error: SystemError?) {
+        closed = true
         context.liveness.remove(self)
         context.transports.closed(kind)
         let all = streams
@@ -115,7 +121,7 @@ final class HTTP2ServerConnection: ConnectionHandler, HTTP2SessionDelegate, Flus
     // MARK: Output
 
     func scheduleSend() {
-        if !sendScheduled {
+        if !sendScheduled && !closed {
             sendScheduled = true
             loop.scheduleFlush(self)
         }
@@ -123,7 +129,7 @@ final class HTTP2ServerConnection: ConnectionHandler, HTTP2SessionDelegate, Flus
 
     func flushQueued() {
         sendScheduled = false
-        guard connection.isOpen else { return }
+        guard !closed, connection.isOpen else { return }
         session.send()
         if session.failure != nil || session.isFinished {
             connection.close(afterFlush: true)

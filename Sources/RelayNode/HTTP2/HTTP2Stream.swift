@@ -97,7 +97,12 @@ class HTTP2Stream: MessageStream {
     final func dataReady(max: Int) -> HTTP2DataReady {
         let n = min(max, queue.bytes)
         if let ending, n == queue.bytes {
-            if let trailers = ending { owner.submitTrailers(self, trailers) }
+            if let trailers = ending {
+                owner.submitTrailers(self, trailers)
+                // The response is complete: a peer still sending is told to
+                // stop, without error (RFC 9113 §8.1), as gRPC servers do.
+                loop.runLater { [self] in if !isClosed { reset(.noError) } }
+            }
             return .bytes(n, end: true, trailers: ending != nil)
         }
         if n == 0 {
