@@ -27,13 +27,16 @@ final class H2Peer: HTTP2SessionDelegate {
     var reads = true
     private(set) var goAway: (code: UInt32, lastStream: Int32)?
 
-    /// The relay's side of the connection.
-    let connection: TCPConnection
+    /// The relay's side of the connection (weak: the relay owns it, and a
+    /// test must see it go when the relay lets go of it).
+    weak var connection: TCPConnection?
 
     init(harness: RelayHarness, on index: Int = 0, sendBufferSize: Int? = nil) throws {
         self.harness = harness
-        (connection, transport) = try harness.group.members[index].connection(sendBufferSize: sendBufferSize,
-                                                                             outboundLimit: harness.settings.outboundQueueBytes)
+        let (connection, transport) = try harness.group.members[index].connection(sendBufferSize: sendBufferSize,
+                                                                                 outboundLimit: harness.settings.outboundQueueBytes)
+        self.transport = transport
+        self.connection = connection
         harness.server.accept(connection)
         session = HTTP2Session(role: .client, delegate: self)
         pump()

@@ -109,7 +109,7 @@ import Framing
         for _ in 0..<2000 { runner.send(Self.output, payload) }   // 8 MiB
         h.run()
         // The high-water mark, plus at most one DATA frame and a few control frames past it.
-        let queued = peer.connection.queuedBytes
+        let queued = try #require(peer.connection).queuedBytes
         #expect(queued <= HTTP2ServerConnection.socketHighWater + (16 << 10) + 1024, "queued on the socket: \(queued)")
         #expect(h.counters.lags.load(ordering: .relaxed) >= 1)
     }
@@ -182,6 +182,26 @@ import Framing
         bytes.withUnsafeMutableBytes { buf in _ = decoder.feed(buf) { if case .close(let c, _) = $0 { code = c } } }
         #expect(code == 1001)
         #expect(peer.trailers(call)?.value("grpc-status") == "14")
+    }
+
+    /// Found by loadgen: when a connection closes, its streams close one by
+    /// one, and the pod tells the streams still open (presence): those
+    /// sends must not schedule a flush of the closed connection.
+    @Test func streamsClosingWithTheirConnectionDoNotTouchIt() throws {
+        let h = try RelayHarness()
+        let runner = try h.runner("gone")
+        let peer = try H2Peer(harness: h)
+        let token = RelayHarness.token(pod: "gone", runner: false)
+        let streams = (0..<3).map { _ in peer.webSocket("/browser/relay?token=\(token)&ext=1") }
+        for s in streams { #expect(peer.status(s) == "200") }
+        peer.transport.peerReset()
+        h.run()
+        h.advance(seconds: 1)
+        #expect(peer.transport.isClosed)
+        #expect(peer.connection == nil, "the relay let go of the connection")
+        #expect(h.server.transports.open(.h2c) == 0)
+        #expect(h.server.transports.open(.wsOverH2) == 0)
+        _ = runner
     }
 
     /// Rapid reset (CVE-2023-44487): streams opened and reset faster than
