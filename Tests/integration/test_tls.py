@@ -95,9 +95,10 @@ async def exchange(runner, browsers, tag: bytes) -> None:
 def test_connected_log_lines_name_transport_and_alpn(tls_relay, tls_certs):
     """The "runner connected" / "browser connected" lines of a TLS relay carry
     transport=<TLS version> and alpn=http/1.1 (clients offering h2 and
-    http/1.1); a TLS 1.2 browser is logged with transport=TLSv1.2. No peer=
-    subject without client certificates."""
-    relay = tls_relay(alpn=["h2", "http/1.1"])
+    http/1.1 to a relay with HTTP/2 off; with it on they would get h2, see
+    test_http2.py); a TLS 1.2 browser is logged with transport=TLSv1.2. No
+    peer= subject without client certificates."""
+    relay = tls_relay("--http2", "off", alpn=["h2", "http/1.1"])
     tls12 = Via(relay, tls_certs.client_context(alpn=["h2", "http/1.1"], maximum=ssl.TLSVersion.TLSv1_2))
 
     async def main():
@@ -125,23 +126,24 @@ def test_connected_log_lines_name_transport_and_alpn(tls_relay, tls_certs):
 
 def test_curl_and_https_admin_endpoints(tls_relay, tls_certs):
     """`curl --cacert CA https://127.0.0.1:PORT/health` gets 200 {"status":"ok"}
-    over HTTP/1.1 (also when it offers h2: ALPN picks http/1.1); /stats and
-    /metrics answer over https; without the CA curl refuses the certificate
-    (so the relay really presents the test CA's certificate)."""
+    over HTTP/2 when it offers h2 (its default: ALPN picks h2) and over
+    HTTP/1.1 when it offers only http/1.1; /stats and /metrics answer over
+    https; without the CA curl refuses the certificate (so the relay really
+    presents the test CA's certificate)."""
     relay = tls_relay()
     base = ["curl", "-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code} %{http_version}"]
-    for extra in ([], ["--http2"], ["--http1.1"]):
+    for extra, version in (([], "2"), (["--http2"], "2"), (["--http1.1"], "1.1")):
         proc = subprocess.run([*base, *extra, "--cacert", str(tls_certs.ca.cert), relay.url("/health")],
                               capture_output=True, text=True, timeout=20)
         assert proc.returncode == 0, f"curl {extra}: exit {proc.returncode}: {proc.stderr}"
         body, _, tail = proc.stdout.rpartition("\n")
-        assert tail == "200 1.1", f"curl {extra}: {proc.stdout!r}"
+        assert tail == f"200 {version}", f"curl {extra}: {proc.stdout!r}"
         assert json.loads(body) == {"status": "ok"}, body
     # localhost is in the certificate too.
     proc = subprocess.run([*base, "--cacert", str(tls_certs.ca.cert), f"https://localhost:{relay.port}/health",
                            "--resolve", f"localhost:{relay.port}:127.0.0.1"],
                           capture_output=True, text=True, timeout=20)
-    assert proc.returncode == 0 and proc.stdout.endswith("200 1.1"), (proc.stdout, proc.stderr)
+    assert proc.returncode == 0 and proc.stdout.endswith("200 2"), (proc.stdout, proc.stderr)
     proc = subprocess.run([*base, relay.url("/health")], capture_output=True, text=True, timeout=20)
     assert proc.returncode == 60, f"curl without the CA: exit {proc.returncode} (60 = certificate refused): {proc.stderr}"
 
@@ -151,23 +153,32 @@ def test_curl_and_https_admin_endpoints(tls_relay, tls_certs):
 
 
 def test_s_client_alpn_and_versions(tls_relay, tls_certs):
-    """`openssl s_client`: offering h2,http/1.1 negotiates http/1.1 over
-    TLSv1.3 with a verified chain; h2 alone or no ALPN: the handshake works,
-    no ALPN; -tls1_2 works; -tls1_1 and -tls1 (with a client that can speak
-    them: SECLEVEL=0) are refused, and counted as handshake failures."""
+    """`openssl s_client`: offering h2,http/1.1 negotiates h2 over TLSv1.3
+    with a verified chain, and http/1.1 alone gets http/1.1; no ALPN: the
+    handshake works, no ALPN; with --http2 off, h2 alone gets no ALPN (and
+    the handshake works, RFC 7301 §3.2); -tls1_2 works; -tls1_1 and -tls1
+    (with a client that can speak them: SECLEVEL=0) are refused, and counted
+    as handshake failures."""
     relay = tls_relay()
     ca = tls_certs.ca.cert
 
     p = s_client(relay, "-alpn", "h2,http/1.1", ca=ca)
     assert p.returncode == 0, p.output
-    assert "ALPN protocol: http/1.1" in p.output, p.output
+    assert "ALPN protocol: h2" in p.output, p.output
     assert negotiated_protocol(p.output) == "TLSv1.3", p.output
     assert "Verify return code: 0 (ok)" in p.output, p.output
 
-    for alpn in (["-alpn", "h2"], []):
-        p = s_client(relay, *alpn, ca=ca)
-        assert p.returncode == 0 and negotiated_protocol(p.output) == "TLSv1.3", p.output
-        assert "No ALPN negotiated" in p.output, f"{alpn}: {p.output}"
+    p = s_client(relay, "-alpn", "http/1.1", ca=ca)
+    assert p.returncode == 0 and "ALPN protocol: http/1.1" in p.output, p.output
+
+    p = s_client(relay, ca=ca)
+    assert p.returncode == 0 and negotiated_protocol(p.output) == "TLSv1.3", p.output
+    assert "No ALPN negotiated" in p.output, p.output
+
+    h1_only = tls_relay("--http2", "off")
+    p = s_client(h1_only, "-alpn", "h2", ca=ca)
+    assert p.returncode == 0 and negotiated_protocol(p.output) == "TLSv1.3", p.output
+    assert "No ALPN negotiated" in p.output, p.output
 
     p = s_client(relay, "-tls1_2", "-alpn", "http/1.1", ca=ca)
     assert p.returncode == 0, p.output
