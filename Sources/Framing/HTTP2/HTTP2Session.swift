@@ -31,15 +31,15 @@ public final class HTTP2Session {
     public unowned(unsafe) let delegate: any HTTP2SessionDelegate
     /// Why the session ended from our side (a bound, or bytes nghttp2
     /// refused); a GOAWAY saying so is queued. Nil while it is healthy.
-    public private(set) var failure: String?
+    @exclusivity(unchecked) public private(set) var failure: String?
 
     private var session: OpaquePointer?
-    private var resets: TokenBucket
-    private var controlFrames: TokenBucket
-    private var now: UInt64 = 0
+    @exclusivity(unchecked) private var resets: TokenBucket
+    @exclusivity(unchecked) private var controlFrames: TokenBucket
+    @exclusivity(unchecked) private var now: UInt64 = 0
     /// Header blocks being received, by stream (bounded by the concurrent
     /// stream limit: nghttp2 refuses streams past it before any header).
-    private var blocks: [Int32: HeaderBlock] = [:]
+    @exclusivity(unchecked) private var blocks: [Int32: HeaderBlock] = [:]
 
     private struct HeaderBlock {
         var headers: [HTTP2Header] = []
@@ -157,11 +157,14 @@ public final class HTTP2Session {
 
     /// Response headers on `stream`; `body`: DATA follows from the
     /// delegate's source, else the stream ends with these headers.
+    /// `source` comes back in `dataReady`/`sendData` (the caller keeps what
+    /// it points to alive until the stream is closed).
     @discardableResult
-    public func submitResponse(stream: Int32, headers: [HTTP2Header], body: Bool) -> Bool {
+    public func submitResponse(stream: Int32, headers: [HTTP2Header], body: Bool, source: UnsafeMutableRawPointer? = nil) -> Bool {
         withNameValues(headers) { nva, count in
             if body {
                 var provider = Self.provider
+                provider.source.ptr = source
                 return nghttp2_submit_response(session, stream, nva, count, &provider) == 0
             }
             return nghttp2_submit_response(session, stream, nva, count, nil) == 0
@@ -227,6 +230,13 @@ public final class HTTP2Session {
 
     fileprivate static func from(_ userData: UnsafeMutableRawPointer?) -> HTTP2Session {
         Unmanaged<HTTP2Session>.fromOpaque(userData!).takeUnretainedValue()
+    }
+
+    /// The session behind `user_data`, without reference counting (the
+    /// session outlives every callback nghttp2 makes on it).
+    @inline(__always)
+    fileprivate static func with<R>(_ userData: UnsafeMutableRawPointer?, _ body: (HTTP2Session) -> R) -> R {
+        Unmanaged<HTTP2Session>.fromOpaque(userData!)._withUnsafeGuaranteedRef(body)
     }
 
     fileprivate func beginHeaders(stream: Int32) {
@@ -316,25 +326,28 @@ public final class HTTP2Session {
 // C callbacks: no captures; `user_data` is the session.
 
 private let sendCallback: nghttp2_send_callback = { _, data, length, _, userData in
-    let s = HTTP2Session.from(userData)
-    guard s.delegate.http2(s, output: UnsafeRawBufferPointer(start: data, count: length)) else {
-        return Int(NGHTTP2_ERR_WOULDBLOCK.rawValue)
+    HTTP2Session.with(userData) { s in
+        guard s.delegate.http2(s, output: UnsafeRawBufferPointer(start: data, count: length)) else {
+            return Int(NGHTTP2_ERR_WOULDBLOCK.rawValue)
+        }
+        return length
     }
-    return length
 }
 
-private let sendDataCallback: nghttp2_send_data_callback = { _, frame, frameHeader, length, _, userData in
-    let s = HTTP2Session.from(userData)
-    let stream = frame!.pointee.hd.stream_id
-    guard s.delegate.http2(s, sendData: stream, frameHeader: UnsafeRawBufferPointer(start: frameHeader, count: 9), length: length) else {
-        return NGHTTP2_ERR_WOULDBLOCK.rawValue
+private let sendDataCallback: nghttp2_send_data_callback = { _, frame, frameHeader, length, source, userData in
+    HTTP2Session.with(userData) { s in
+        let stream = frame!.pointee.hd.stream_id
+        guard s.delegate.http2(s, sendData: stream, source: source?.pointee.ptr,
+                               frameHeader: UnsafeRawBufferPointer(start: frameHeader, count: 9), length: length) else {
+            return NGHTTP2_ERR_WOULDBLOCK.rawValue
+        }
+        return 0
     }
-    return 0
 }
 
-private let readCallback: nghttp2_data_source_read_callback = { _, stream, _, length, flags, _, userData in
-    let s = HTTP2Session.from(userData)
-    switch s.delegate.http2(s, dataReady: stream, max: length) {
+private let readCallback: nghttp2_data_source_read_callback = { _, stream, _, length, flags, source, userData in
+    let ready = HTTP2Session.with(userData) { s in s.delegate.http2(s, dataReady: stream, source: source?.pointee.ptr, max: length) }
+    switch ready {
     case .deferred:
         return Int(NGHTTP2_ERR_DEFERRED.rawValue)
     case .bytes(let n, let end, let trailers):
@@ -359,11 +372,11 @@ private let headerCallback: nghttp2_on_header_callback = { _, frame, name, nameL
 }
 
 private let frameReceivedCallback: nghttp2_on_frame_recv_callback = { _, frame, userData in
-    HTTP2Session.from(userData).frameReceived(frame!)
+    HTTP2Session.with(userData) { $0.frameReceived(frame!) }
 }
 
 private let dataChunkCallback: nghttp2_on_data_chunk_recv_callback = { _, _, stream, data, length, userData in
-    HTTP2Session.from(userData).dataChunk(stream: stream, UnsafeRawBufferPointer(start: data, count: length))
+    HTTP2Session.with(userData) { $0.dataChunk(stream: stream, UnsafeRawBufferPointer(start: data, count: length)) }
     return 0
 }
 

@@ -30,6 +30,12 @@ public protocol HTTP2SessionDelegate: AnyObject {
     func http2(_ s: HTTP2Session, output bytes: UnsafeRawBufferPointer) -> Bool
     /// How much DATA `stream` has, up to `max` bytes.
     func http2(_ s: HTTP2Session, dataReady stream: Int32, max: Int) -> HTTP2DataReady
+    /// The same, with the `source` the stream's response or request was
+    /// submitted with (no lookup by stream id on the hot path).
+    func http2(_ s: HTTP2Session, dataReady stream: Int32, source: UnsafeMutableRawPointer?, max: Int) -> HTTP2DataReady
+    /// `sendData` with the stream's `source`.
+    func http2(_ s: HTTP2Session, sendData stream: Int32, source: UnsafeMutableRawPointer?,
+               frameHeader: UnsafeRawBufferPointer, length: Int) -> Bool
     /// Send one DATA frame: `frameHeader` (9 bytes, valid during the call)
     /// then the stream's next `length` bytes. False: not now (socket full).
     func http2(_ s: HTTP2Session, sendData stream: Int32, frameHeader: UnsafeRawBufferPointer, length: Int) -> Bool
@@ -38,5 +44,12 @@ public protocol HTTP2SessionDelegate: AnyObject {
 extension HTTP2SessionDelegate {
     public func http2(_ s: HTTP2Session, endOfStream stream: Int32) {}
     public func http2PingAcknowledged(_ s: HTTP2Session) {}
+    public func http2(_ s: HTTP2Session, dataReady stream: Int32, source: UnsafeMutableRawPointer?, max: Int) -> HTTP2DataReady {
+        http2(s, dataReady: stream, max: max)
+    }
+    public func http2(_ s: HTTP2Session, sendData stream: Int32, source: UnsafeMutableRawPointer?,
+                      frameHeader: UnsafeRawBufferPointer, length: Int) -> Bool {
+        http2(s, sendData: stream, frameHeader: frameHeader, length: length)
+    }
     public func http2(_ s: HTTP2Session, goAway errorCode: UInt32, lastStream: Int32) {}
 }

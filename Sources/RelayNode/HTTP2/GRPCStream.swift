@@ -5,11 +5,10 @@ import Framing
 /// messages are `Frame { bytes data = 1; }`, `data` being the relay
 /// envelope `[type][payload]` (proto/relay/v1/relay.proto).
 ///
-/// Zero copies on the way out: the pod's frame is a server WebSocket frame
-/// built once; this stream queues an 11-byte-at-most prefix (gRPC flag and
-/// length, protobuf tag and length) from the connection's arena, then the
-/// envelope as a slice of the pod's own slab. A prefix and its payload are
-/// tagged so a lag drops them together (`continuation`).
+/// No copy per subscriber on the way out: the pod's run of frames (server
+/// WebSocket frames, built once) is encoded as gRPC messages once per loop
+/// (`GRPCEncodingCache`) and every gRPC stream of the loop queues that one
+/// slice.
 ///
 /// The call ends with trailers: `grpc-status` from the close code (see
 /// `status(forClose:)`), `grpc-message` with the reason. Loop-confined.
@@ -20,12 +19,13 @@ final class GRPCStream: HTTP2Stream {
     /// The close code this side ended with, or the peer's way of leaving.
     private var closeCode: UInt16 = WebSocketCloseCode.abnormal
     private var deadline: LoopTimer?
+    /// The loop's (it outlives every stream).
+    private unowned(unsafe) let encodings: GRPCEncodingCache
 
-    /// A queue entry that is the payload after a prefix entry.
-    static let continuation: UInt32 = 0x100
-
-    init(owner: HTTP2ServerConnection, id: Int32, outboundLimit: Int, maxMessageSize: Int, timeout: UInt64?) {
+    init(owner: HTTP2ServerConnection, id: Int32, outboundLimit: Int, maxMessageSize: Int, timeout: UInt64?,
+         encodings: GRPCEncodingCache) {
         reader = GRPCMessageReader(maxMessageSize: maxMessageSize)
+        self.encodings = encodings
         super.init(owner: owner, id: id, outboundLimit: outboundLimit)
         if let timeout {
             deadline = owner.loop.schedule(afterNanoseconds: timeout) { [unowned self] in
@@ -43,31 +43,18 @@ final class GRPCStream: HTTP2Stream {
     /// (unmasked: 2, 4 or 10 header bytes); each becomes one gRPC message.
     override func send(_ frame: SlabSlice, kind: MessageKind, messages: UInt32, force: Bool, coalesce: Bool) -> Bool {
         guard open else { return false }
-        if !force && queue.bytes >= queue.limit { return refuse() }
-        var offset = 0
-        while offset < frame.count {
-            let (headerSize, length) = Self.serverFrame(frame.start + offset)
-            let payload = frame.slice(from: offset + headerSize, count: length)
-            queuePrefixed(payload, tag: kind.rawValue)
-            offset += headerSize + length
-        }
-        return true
-    }
-
-    private func queuePrefixed(_ payload: SlabSlice, tag: UInt32) {
-        let (start, prefix) = owner.arena.reserve(GRPCFrameCodec.prefixSize(payloadLength: payload.count))
-        GRPCFrameCodec.writePrefix(payloadLength: payload.count, to: start)
-        _ = enqueue(prefix, tag: tag, force: true)
-        if payload.count > 0 { _ = enqueue(payload, tag: tag | Self.continuation, messages: 0, force: true) }
+        return enqueue(encodings.encoding(of: frame), tag: kind.rawValue, messages: messages, force: force, coalesce: coalesce)
     }
 
     override func send(copying message: UnsafeRawBufferPointer, kind: MessageKind, force: Bool) -> Bool {
         guard open else { return false }
-        if !force && queue.bytes >= queue.limit { return refuse() }
-        let slab = Slab.copying(message)
+        let n = GRPCFrameCodec.prefixSize(payloadLength: message.count)
+        let slab = Slab.allocate(capacity: n + message.count)
         defer { slab.release() }
-        queuePrefixed(slab.written, tag: kind.rawValue)
-        return true
+        GRPCFrameCodec.writePrefix(payloadLength: message.count, to: slab.base)
+        if message.count > 0 { (slab.base + n).copyMemory(from: message.baseAddress!, byteCount: message.count) }
+        slab.used = n + message.count
+        return enqueue(slab.written, tag: kind.rawValue, force: force)
     }
 
     override func forward(_ message: ReceivedMessage, force: Bool) -> Bool {
@@ -91,18 +78,6 @@ final class GRPCStream: HTTP2Stream {
 
     override func queueDrained() {
         if open { endpoint?.streamDrained(self) }
-    }
-
-    /// A lag drops a payload with its prefix: the tag marks which is which
-    /// (entries are visited in order; a payload whose prefix has already
-    /// left is kept, the message being under way).
-    override func dropQueued(where drop: (MessageKind, Int) -> Bool) -> Int {
-        var lastDropped = false
-        return queue.removeAll { tag, count in
-            if tag & Self.continuation != 0 { return lastDropped }
-            lastDropped = drop(MessageKind(rawValue: tag & 0xFF) ?? .other, count)
-            return lastDropped
-        }
     }
 
     // MARK: HTTP2Stream

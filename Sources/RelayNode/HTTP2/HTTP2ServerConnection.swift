@@ -19,6 +19,8 @@ struct HTTP2Context {
     var streamOutboundLimit: Int
     var closeTimeout: UInt64
     var liveness: LivenessMonitor
+    /// The loop's shared gRPC encodings of pod frames.
+    var grpcEncodings: GRPCEncodingCache
     var transports: TransportCounters
     var logger: Logger
     /// A plain request (`GET /health`, …) or an extended CONNECT.
@@ -49,14 +51,16 @@ final class HTTP2ServerConnection: ConnectionHandler, HTTP2SessionDelegate, Flus
     /// hold this handler past its connection, so every late entry checks.
     unowned(unsafe) let connection: TCPConnection
     unowned let loop: EventLoop
-    private var closed = false
+    @exclusivity(unchecked) private var closed = false
     let kind: TransportCounters.Connection
     private let context: HTTP2Context
+    // Touched per DATA frame: no runtime exclusivity checks (loop-confined,
+    // and never accessed re-entrantly in place).
     private var session: HTTP2Session!
-    private var streams: [Int32: HTTP2Stream] = [:]
-    var arena = ByteArena()
-    private var sendScheduled = false
-    private var waitingForSocket = false
+    @exclusivity(unchecked) private var streams: [Int32: HTTP2Stream] = [:]
+    @exclusivity(unchecked) var arena = ByteArena()
+    @exclusivity(unchecked) private var sendScheduled = false
+    @exclusivity(unchecked) private var waitingForSocket = false
     private var lastHeard: UInt64
     var livenessIndex: Int32 = -1
     private var draining = false
@@ -180,19 +184,33 @@ final class HTTP2ServerConnection: ConnectionHandler, HTTP2SessionDelegate, Flus
         return true
     }
 
+    // Every DATA source is submitted with its stream as `source` (the
+    // table holds the stream until nghttp2 reports it closed, after which
+    // nghttp2 asks nothing more of it): no lookup by id per frame.
+
     func http2(_ s: HTTP2Session, dataReady stream: Int32, max: Int) -> HTTP2DataReady {
-        guard let st = streams[stream] else { return .bytes(0, end: true, trailers: false) }
-        return st.dataReady(max: max)
+        preconditionFailure("every DATA source has its stream")
+    }
+
+    func http2(_ s: HTTP2Session, dataReady stream: Int32, source: UnsafeMutableRawPointer?, max: Int) -> HTTP2DataReady {
+        Unmanaged<HTTP2Stream>.fromOpaque(source!)._withUnsafeGuaranteedRef { $0.dataReady(max: max) }
     }
 
     func http2(_ s: HTTP2Session, sendData stream: Int32, frameHeader: UnsafeRawBufferPointer, length: Int) -> Bool {
+        preconditionFailure("every DATA source has its stream")
+    }
+
+    func http2(_ s: HTTP2Session, sendData stream: Int32, source: UnsafeMutableRawPointer?,
+               frameHeader: UnsafeRawBufferPointer, length: Int) -> Bool {
         if socketFull { return false }
         enqueueCopy(frameHeader)
-        if let st = streams[stream] {
-            let c = connection
-            st.takeData(length) { c.enqueue($0, force: true) }
-        }
+        let c = connection
+        Unmanaged<HTTP2Stream>.fromOpaque(source!)._withUnsafeGuaranteedRef { $0.takeData(length) { c.enqueue($0, force: true) } }
         return true
+    }
+
+    private func submit(_ st: HTTP2Stream, headers: [HTTP2Header]) {
+        session.submitResponse(stream: st.id, headers: headers, body: true, source: Unmanaged.passUnretained(st).toOpaque())
     }
 
     // MARK: Input
@@ -246,17 +264,17 @@ final class HTTP2ServerConnection: ConnectionHandler, HTTP2SessionDelegate, Flus
                                               closeTimeout: context.closeTimeout)
                 streams[id] = st
                 context.transports.opened(.wsOverH2)
-                session.submitResponse(stream: id, headers: [HTTP2Header(":status", "200")], body: true)
+                submit(st, headers: [HTTP2Header(":status", "200")])
                 let endpoint = makeEndpoint()
                 st.endpoint = endpoint
                 endpoint.streamOpened(st)
             } else {
                 let timeout = head.headers["grpc-timeout"].flatMap(GRPCTimeout.nanoseconds)
-                let st = GRPCStream(owner: self, id: id, outboundLimit: limit, maxMessageSize: maxMessageSize, timeout: timeout)
+                let st = GRPCStream(owner: self, id: id, outboundLimit: limit, maxMessageSize: maxMessageSize, timeout: timeout,
+                                    encodings: context.grpcEncodings)
                 streams[id] = st
                 context.transports.opened(.grpc)
-                session.submitResponse(stream: id, headers: [HTTP2Header(":status", "200"),
-                                                             HTTP2Header("content-type", "application/grpc")], body: true)
+                submit(st, headers: [HTTP2Header(":status", "200"), HTTP2Header("content-type", "application/grpc")])
                 let endpoint = makeEndpoint()
                 st.endpoint = endpoint
                 endpoint.streamOpened(st)
@@ -279,7 +297,7 @@ final class HTTP2ServerConnection: ConnectionHandler, HTTP2SessionDelegate, Flus
             context.transports.opened(.h2Request)
             reply.body.withUnsafeBytes { _ = st.enqueue(copying: $0, force: true) }
             st.finish()
-            session.submitResponse(stream: id, headers: headers, body: true)
+            submit(st, headers: headers)
         }
         scheduleSend()
     }

@@ -25,15 +25,15 @@ class HTTP2Stream: MessageStream {
     let id: Int32
     @exclusivity(unchecked) var queue: OutboundQueue
     /// nghttp2 was told there is nothing (DEFERRED): resume it on the next byte.
-    private var deferred = false
+    @exclusivity(unchecked) private var deferred = false
     /// The stream ends after its queue: END_STREAM on the last DATA, or trailers.
-    private(set) var ending: [HTTP2Header]?? = nil
-    private var notifyOnDrain = false
-    private(set) var paused = false
+    @exclusivity(unchecked) private(set) var ending: [HTTP2Header]?? = nil
+    @exclusivity(unchecked) private var notifyOnDrain = false
+    @exclusivity(unchecked) private(set) var paused = false
     /// DATA received while paused (at most one stream window).
     private var held: [UInt8] = []
     /// The stream is gone (closed by either side); nothing more happens.
-    private(set) var isClosed = false
+    @exclusivity(unchecked) private(set) var isClosed = false
 
     init(owner: HTTP2ServerConnection, id: Int32, outboundLimit: Int) {
         self.owner = owner
@@ -61,12 +61,6 @@ class HTTP2Stream: MessageStream {
         }
         wake()
         return true
-    }
-
-    /// A send refused at the bound: `queueDrained` follows once the queue empties.
-    final func refuse() -> Bool {
-        notifyOnDrain = true
-        return false
     }
 
     /// Copies `bytes` into a slab of its own and queues it.
@@ -122,8 +116,8 @@ class HTTP2Stream: MessageStream {
         }
     }
 
-    override func dropQueued(where drop: (MessageKind, Int) -> Bool) -> Int {
-        queue.removeAll { tag, count in drop(MessageKind(rawValue: tag & 0xFF) ?? .other, count) }
+    override final func dropQueued(where drop: (MessageKind, Int) -> Bool) -> Int {
+        queue.removeAll { tag, count in drop(MessageKind(rawValue: tag) ?? .other, count) }
     }
 
     override final func notifyWhenDrained() {

@@ -20,6 +20,8 @@ final class RelayServer: @unchecked Sendable {
     let authenticator: TokenAuthenticator
     /// One per loop: pings and half-open detection for its WebSockets.
     let liveness: [LivenessMonitor]
+    /// One per loop: the gRPC encoding of the pod frames being fanned out.
+    let grpcEncodings: [GRPCEncodingCache]
 
     let webPage: WebPage
     let metrics = RelayMetrics()
@@ -45,6 +47,7 @@ final class RelayServer: @unchecked Sendable {
         hubs = self.loops.map { PodHub(loop: $0, settings: pods, counters: RelayCounters(), logger: logger) }
         authenticator = TokenAuthenticator(secrets: settings.jwtSecrets, issuer: settings.jwtIssuer)
         liveness = self.loops.map { LivenessMonitor(loop: $0, interval: settings.pingInterval, closeTimeout: settings.closeTimeout) }
+        grpcEncodings = self.loops.map { _ in GRPCEncodingCache() }
         tls = try settings.tls.map { try TLSService(settings: $0) }
     }
 
@@ -65,7 +68,7 @@ final class RelayServer: @unchecked Sendable {
         let subject: () -> String? = { [unowned connection] in connection.transport.summary.peerSubject }
         let context = HTTP2Context(
             settings: settings.http2!, streamOutboundLimit: settings.outboundQueueBytes, closeTimeout: settings.closeTimeout,
-            liveness: liveness[loop.index], transports: transports, logger: logger,
+            liveness: liveness[loop.index], grpcEncodings: grpcEncodings[loop.index], transports: transports, logger: logger,
             route: { [unowned self] head, webSocket in routeHTTP2(head, webSocket: webSocket, on: loop, peerSubject: subject) },
             routeGRPC: { [unowned self] head in routeGRPC(head, on: loop, peerSubject: subject) })
         return HTTP2ServerConnection(connection: connection, kind: kind, context: context)
