@@ -1,6 +1,7 @@
 // swift-tools-version:6.1
-// libFuzzer targets for the relay's sans-I/O codecs and hand-written JSON and
-// JWT parsers. Build and run with Fuzz/run.sh; by hand:
+// libFuzzer targets for the relay's sans-I/O codecs (WebSocket, HTTP/1 heads,
+// HTTP/2 through nghttp2, gRPC messages) and hand-written JSON and JWT
+// parsers. Build and run with Fuzz/run.sh; by hand:
 //
 //   swift build -c release --package-path Fuzz --scratch-path Fuzz/.build \
 //       -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library
@@ -45,6 +46,16 @@ let package = Package(
             name: "fuzz-jwt",
             dependencies: ["FuzzDriver", .product(name: "Framing", package: relay)],
             path: "Sources/fuzz-jwt"
+        ),
+        .executableTarget(
+            name: "fuzz-h2",
+            dependencies: ["FuzzDriver", .product(name: "Framing", package: relay)],
+            path: "Sources/fuzz-h2"
+        ),
+        .executableTarget(
+            name: "fuzz-grpc",
+            dependencies: ["FuzzDriver", .product(name: "Framing", package: relay)],
+            path: "Sources/fuzz-grpc"
         ),
     ],
     swiftLanguageModes: [.v6]

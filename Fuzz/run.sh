@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Fuzz/run.sh [SECONDS]
+# Fuzz/run.sh [SECONDS] [TARGET...]
 #
 # Builds the libFuzzer targets (with AddressSanitizer) and runs each for
-# SECONDS (default 60). The seeds in Fuzz/corpus/<target>/ are read only;
-# what libFuzzer finds goes to Fuzz/.build/corpus/<target>/ (kept between
-# runs, ignored by git). A crash or a broken invariant leaves its input in
-# Fuzz/crashes/<target>-crash-<sha1> (reproduce: run the target binary on that
-# file) and makes this script exit 1.
+# SECONDS (default 60); with TARGETs (e.g. `h2 grpc`), only those. The seeds
+# in Fuzz/corpus/<target>/ are read only; what libFuzzer finds goes to
+# Fuzz/.build/corpus/<target>/ (kept between runs, ignored by git). A crash
+# or a broken invariant leaves its input in Fuzz/crashes/<target>-crash-<sha1>
+# (reproduce: run the target binary on that file) and makes this script exit 1.
 set -euo pipefail
 
 # A trap goes to libFuzzer's handler (input saved, stack printed): Swift's own
@@ -23,7 +23,9 @@ nice -n 10 swift build -c release --package-path "$here" --scratch-path "$scratc
 
 mkdir -p "$here/crashes"
 failed=()
-for target in websocket-decoder http-head json jwt; do
+targets=(websocket-decoder http-head json jwt h2 grpc)
+if [ "$#" -gt 1 ]; then targets=("${@:2}"); fi
+for target in "${targets[@]}"; do
     binary="$scratch/release/fuzz-$target"
     work="$scratch/corpus/$target"
     log="$scratch/fuzz-$target.log"
@@ -39,6 +41,12 @@ for target in websocket-decoder http-head json jwt; do
         # Each input is verified some 40 times (token, payload, header); real
         # tokens are a few hundred bytes.
         jwt) options+=(-max_len=2048 -dict="$here/dictionaries/jwt.dict") ;;
+        # A whole server session per input (nghttp2 and our delegate), fed in
+        # random splits, byte by byte for some.
+        h2) options+=(-max_len=4096 -dict="$here/dictionaries/h2.dict") ;;
+        # Three feeds (whole, chunked, byte by byte) and data(of:) per message.
+        grpc) options+=(-max_len=4096 -dict="$here/dictionaries/grpc.dict") ;;
+        *) echo "fuzz: unknown target $target" >&2; exit 2 ;;
     esac
     echo "== fuzz-$target for ${seconds} s (log: $log)"
     set +e

@@ -43,6 +43,44 @@ import Framing
         #expect(relevant(remote) == [[0x7E, 1]])
     }
 
+    /// Found by the gRPC tests: a frame larger than the link's bound was
+    /// refused on an empty link, and with nothing in flight no batch ever
+    /// came to start the catch-up, so the mirror's browsers got nothing more.
+    @Test func aFrameLargerThanTheLinkBoundReachesTheMirror() throws {
+        let h = try harness { $0.pod.replayRingBytes = 64 << 10 }
+        let key = pod(h)
+        let runner = try h.runner(key, on: 0)
+        let remote = try h.browser(key, on: 1)
+        _ = relevant(remote)
+        let big = [RelayFrameType.output.rawValue] + [UInt8](repeating: 0x61, count: 100_000)
+        runner.send(big[0], Array(big.dropFirst()))
+        runner.send(.output, [1])
+        let got = relevant(remote)
+        #expect(got.count == 2 && got.first?.count == big.count && got.last == [RelayFrameType.output.rawValue, 1],
+                "got \(got.map(\.count))")
+        #expect(h.counters.lags.load(ordering: .relaxed) == 0)
+    }
+
+    /// A link that lags recovers without another frame from the runner: a
+    /// batch always follows the lag (the frames ahead, and the lag's own
+    /// item), and its arrival starts the catch-up.
+    @Test func aLaggedLinkRecoversWithoutAnotherFrame() throws {
+        let h = try harness { $0.pod.replayRingBytes = 64 << 10 }
+        let key = pod(h)
+        let runner = try h.runner(key, on: 0)
+        let remote = try h.browser(key, ext: true, on: 1)
+        _ = relevant(remote)
+        // Two 40 KiB frames in one read: the second passes the bound behind the first.
+        let frames = (1...2).map { [RelayFrameType.output.rawValue, UInt8($0)] + [UInt8](repeating: 0x62, count: 40 << 10) }
+        runner.sendAtOnce(frames)
+        h.run()
+        let got = relevant(remote)
+        #expect(h.server.hubs[0].counters.lags.load(ordering: .relaxed) >= 1 || h.server.hubs[1].counters.lags.load(ordering: .relaxed) >= 1,
+                "the link lagged")
+        #expect(got.contains { $0.first == RelayFrameType.output.rawValue && $0.count > 2 && $0[1] == 2 },
+                "the second frame arrived through the catch-up without another frame from the runner: \(got.map { ($0.first ?? 0, $0.count) })")
+    }
+
     @Test func theBrowserLimitCountsBothLoops() throws {
         let h = try harness { $0.pod.maxBrowsers = 2 }
         let key = pod(h)

@@ -18,6 +18,8 @@ public struct GRPCMessageReader: Sendable {
     private var prefix: [UInt8] = []
     private var message: [UInt8] = []
     private var expected = -1       // -1: reading a prefix
+    /// The first failure; the reader takes nothing more after it.
+    public private(set) var failure: Failure?
 
     public init(maxMessageSize: Int) {
         self.maxMessageSize = maxMessageSize
@@ -29,6 +31,7 @@ public struct GRPCMessageReader: Sendable {
     /// Feeds DATA bytes; `deliver` gets each complete message (valid during
     /// the call). Stops at the first failure.
     public mutating func receive(_ input: UnsafeRawBufferPointer, deliver: (UnsafeRawBufferPointer) -> Void) -> Failure? {
+        if let failure { return failure }
         var i = 0
         while i < input.count {
             if expected < 0 {
@@ -71,9 +74,17 @@ public struct GRPCMessageReader: Sendable {
     }
 
     private mutating func start(_ flag: UInt8, _ b1: UInt8, _ b2: UInt8, _ b3: UInt8, _ b4: UInt8) -> Failure? {
-        if flag != 0 { return .compressed }
+        if flag != 0 {
+            failure = .compressed
+            prefix = []
+            return failure
+        }
         let n = Int(b1) << 24 | Int(b2) << 16 | Int(b3) << 8 | Int(b4)
-        if n > maxMessageSize { return .tooLarge(n) }
+        if n > maxMessageSize {
+            failure = .tooLarge(n)
+            prefix = []
+            return failure
+        }
         expected = n
         return nil
     }

@@ -64,6 +64,8 @@ public final class HTTP2Session {
         nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, frameReceivedCallback)
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, dataChunkCallback)
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, streamCloseCallback)
+        nghttp2_session_callbacks_set_on_begin_frame_callback(callbacks, beginFrameCallback)
+        nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, frameSentCallback)
 
         var option: OpaquePointer?
         nghttp2_option_new(&option)
@@ -104,8 +106,9 @@ public final class HTTP2Session {
     // MARK: Input
 
     /// Feeds received bytes at time `now` (nanoseconds, the caller's clock).
-    /// False once the session is over (a failure, or GOAWAY exchanged and
-    /// nothing left to do): send what is queued, then close.
+    /// False once the session will read nothing more (a failure, ours or
+    /// nghttp2's, or GOAWAY exchanged and no stream left): send what is
+    /// queued, then close.
     @discardableResult
     public func receive(_ bytes: UnsafeRawBufferPointer, now: UInt64) -> Bool {
         guard failure == nil else { return false }
@@ -114,7 +117,7 @@ public final class HTTP2Session {
             let rc = nghttp2_session_mem_recv(session, bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count)
             if rc < 0 { fail(Int32(rc)) }
         }
-        return failure == nil && !isFinished
+        return failure == nil && nghttp2_session_want_read(session) != 0
     }
 
     public func receive(_ bytes: [UInt8], now: UInt64) -> Bool {
@@ -215,9 +218,11 @@ public final class HTTP2Session {
         nghttp2_submit_ping(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nil)
     }
 
-    /// Bytes the peer lets us send on `stream` now (its window and the connection's).
+    /// Bytes the peer lets us send on `stream` now: the smaller of its
+    /// window and the connection's; -1 for a stream that is not open.
     public func sendWindow(stream: Int32) -> Int {
-        Int(nghttp2_session_get_stream_remote_window_size(session, stream))
+        let own = Int(nghttp2_session_get_stream_remote_window_size(session, stream))
+        return own < 0 ? -1 : min(own, Int(nghttp2_session_get_remote_window_size(session)))
     }
 
     // MARK: nghttp2 callbacks (through the opaque `user_data`)
@@ -237,6 +242,33 @@ public final class HTTP2Session {
     @inline(__always)
     fileprivate static func with<R>(_ userData: UnsafeMutableRawPointer?, _ body: (HTTP2Session) -> R) -> R {
         Unmanaged<HTTP2Session>.fromOpaque(userData!)._withUnsafeGuaranteedRef(body)
+    }
+
+    /// The highest stream id the peer has opened (a server's view).
+    @exclusivity(unchecked) private var lastPeerStream: Int32 = 0
+
+    /// RFC 9113 §5.1.1: a new stream id lower than one already used is a
+    /// connection error. nghttp2 1.52 ignores such HEADERS silently.
+    fileprivate func beginFrame(_ hd: nghttp2_frame_hd) {
+        guard role == .server, UInt32(hd.type) == NGHTTP2_HEADERS.rawValue, hd.stream_id & 1 == 1 else { return }
+        if hd.stream_id > lastPeerStream {
+            lastPeerStream = hd.stream_id
+        } else if hd.stream_id < lastPeerStream && nghttp2_session_find_stream(session, hd.stream_id) == nil {
+            fail("stream id \(hd.stream_id) is lower than one already used", code: .protocolError)
+        }
+    }
+
+    /// A GOAWAY with an error that nghttp2 decided on (a protocol error in
+    /// the peer's bytes) ends the session as ours do.
+    fileprivate func frameSent(_ frame: UnsafePointer<nghttp2_frame>) {
+        guard UInt32(frame.pointee.hd.type) == NGHTTP2_GOAWAY.rawValue, failure == nil else { return }
+        let code = frame.pointee.goaway.error_code
+        guard code != HTTP2ErrorCode.noError.rawValue else { return }
+        var reason = String(cString: nghttp2_http2_strerror(code))
+        if let data = frame.pointee.goaway.opaque_data, frame.pointee.goaway.opaque_data_len > 0 {
+            reason += ": " + String(decoding: UnsafeRawBufferPointer(start: data, count: frame.pointee.goaway.opaque_data_len), as: UTF8.self)
+        }
+        failure = reason
     }
 
     fileprivate func beginHeaders(stream: Int32) {
@@ -377,6 +409,16 @@ private let frameReceivedCallback: nghttp2_on_frame_recv_callback = { _, frame, 
 
 private let dataChunkCallback: nghttp2_on_data_chunk_recv_callback = { _, _, stream, data, length, userData in
     HTTP2Session.with(userData) { $0.dataChunk(stream: stream, UnsafeRawBufferPointer(start: data, count: length)) }
+    return 0
+}
+
+private let beginFrameCallback: nghttp2_on_begin_frame_callback = { _, hd, userData in
+    HTTP2Session.with(userData) { $0.beginFrame(hd!.pointee) }
+    return 0
+}
+
+private let frameSentCallback: nghttp2_on_frame_send_callback = { _, frame, userData in
+    HTTP2Session.with(userData) { $0.frameSent(frame!) }
     return 0
 }
 

@@ -19,8 +19,9 @@ public struct HTTP2Settings: Sendable, Equatable {
     public var resetBurst = 200
     public var resetsPerSecond = 100
     /// Frames that cost us work but carry nothing (SETTINGS, PING, empty
-    /// DATA, PRIORITY, WINDOW_UPDATE with nothing to send) in a burst, and
-    /// per second; past it: GOAWAY ENHANCE_YOUR_CALM.
+    /// DATA, PRIORITY) in a burst, and per second; past it: GOAWAY
+    /// ENHANCE_YOUR_CALM. WINDOW_UPDATE is not counted: a reader of a busy
+    /// stream legitimately sends one per DATA frame it consumes.
     public var controlBurst = 1000
     public var controlFramesPerSecond = 200
     /// Acknowledgements (SETTINGS, PING) nghttp2 queues for a peer that does

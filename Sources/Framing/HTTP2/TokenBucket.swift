@@ -19,7 +19,7 @@ public struct TokenBucket: Sendable {
             return spend()
         }
         if now > last && perSecond > 0 {
-            let interval = 1_000_000_000 / UInt64(perSecond)
+            let interval = max(1, 1_000_000_000 / UInt64(perSecond))
             let earned = (now - last) / interval
             if earned > 0 {
                 if UInt64(burst - tokens) <= earned {

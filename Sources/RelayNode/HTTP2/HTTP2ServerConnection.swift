@@ -93,8 +93,17 @@ final class HTTP2ServerConnection: ConnectionHandler, HTTP2SessionDelegate, Flus
     /// Bytes of this connection (the first read comes from the HTTP/1 sniffer).
     func receive(_ bytes: UnsafeRawBufferPointer) {
         session.receive(bytes, now: loop.now())
-        if let failure = session.failure { ended(failure) }
+        reportFailure()
         scheduleSend()
+    }
+
+    /// The session's failure (ours or nghttp2's GOAWAY), counted and logged once.
+    private var failureReported = false
+    private func reportFailure() {
+        guard !failureReported, let failure = session.failure else { return }
+        failureReported = true
+        context.transports.goaway(reason: failure)
+        context.logger.info("http2 connection ended", metadata: ["reason": "\(failure)", "transport": "\(kind.name)"])
     }
 
     func connectionReadEOF(_ c: TCPConnection) {
@@ -117,11 +126,6 @@ final class HTTP2ServerConnection: ConnectionHandler, HTTP2SessionDelegate, Flus
         for (_, st) in all { forget(st, errorCode: HTTP2ErrorCode.cancel.rawValue) }
     }
 
-    private func ended(_ reason: String) {
-        context.transports.goaway(reason: reason)
-        context.logger.info("http2 connection ended", metadata: ["reason": "\(reason)", "transport": "\(kind.name)"])
-    }
-
     // MARK: Output
 
     func scheduleSend() {
@@ -135,6 +139,7 @@ final class HTTP2ServerConnection: ConnectionHandler, HTTP2SessionDelegate, Flus
         sendScheduled = false
         guard !closed, connection.isOpen else { return }
         session.send()
+        reportFailure()
         if session.failure != nil || session.isFinished {
             connection.close(afterFlush: true)
         }
@@ -223,6 +228,11 @@ final class HTTP2ServerConnection: ConnectionHandler, HTTP2SessionDelegate, Flus
         }
         if tooLarge {
             respond(id, .text(431, "request header fields too large\n"))
+            return
+        }
+        // A CONNECT other than RFC 8441's has no :path (RFC 9113 §8.5).
+        if headers.value(":method") == "CONNECT" && headers.value(":protocol") != "websocket" {
+            respond(id, .text(501, "only the websocket protocol is supported over CONNECT\n"))
             return
         }
         guard let head = HTTPRequestHead(http2: headers) else {
@@ -347,7 +357,7 @@ final class HTTP2ServerConnection: ConnectionHandler, HTTP2SessionDelegate, Flus
 
     func checkLiveness(now: UInt64, interval: UInt64) {
         if now &- lastHeard >= 2 * interval {
-            ended("no answer to PING")
+            context.logger.info("http2 connection closed", metadata: ["reason": "no answer to PING", "transport": "\(kind.name)"])
             connection.close()
             return
         }

@@ -91,12 +91,13 @@ class HTTP2Stream: MessageStream {
     final func dataReady(max: Int) -> HTTP2DataReady {
         let n = min(max, queue.bytes)
         if let ending, n == queue.bytes {
-            if let trailers = ending {
-                owner.submitTrailers(self, trailers)
-                // The response is complete: a peer still sending is told to
-                // stop, without error (RFC 9113 §8.1), as gRPC servers do.
-                loop.runLater { [self] in if !isClosed { reset(.noError) } }
-            }
+            if let trailers = ending { owner.submitTrailers(self, trailers) }
+            // Our side is complete (a response, trailers, or a WebSocket
+            // whose Closes have crossed): a peer that has not ended its side
+            // is told to stop, without error (RFC 9113 §8.1), once this last
+            // frame has gone (a later send), so the stream cannot be held
+            // open by a peer that never sends END_STREAM.
+            loop.runLater { [self] in if !isClosed { reset(.noError) } }
             return .bytes(n, end: true, trailers: ending != nil)
         }
         if n == 0 {

@@ -20,6 +20,11 @@ enum LinkItem {
     case inputRefused(UInt32)
     /// The pod ended: close every browser with this code.
     case end(code: UInt16, reason: String)
+    /// The home just lagged the link: nothing to do but be a batch that
+    /// arrives after the flag was set, so the mirror's check for having
+    /// caught up runs (else a link that lagged with nothing in flight
+    /// would wait for a batch that never comes).
+    case lagged
 }
 
 /// The home's replay state, copied for a mirror.

@@ -18,7 +18,8 @@ final class LinkCredit: Sendable {
 /// them out with loop-local counts.
 ///
 /// The bound: at most `bound` frame bytes in flight (posted and not yet
-/// applied), plus at most one replay state. Past it, replayable frames and snapshots are skipped (notices
+/// applied) before a frame, so at most `bound` + one frame, plus at most one
+/// replay state. Past it, replayable frames and snapshots are skipped (notices
 /// still go) and the link is lagged; when the mirror has caught up it asks
 /// again, and gets the home's replay state anew, after which its browsers
 /// catch up like lagged browsers (Snapshot + tail).
@@ -56,9 +57,14 @@ final class LoopLink: Flushable {
     func frame(_ f: SlabSlice, type: UInt8, kind: MessageKind, seq: UInt64, extendedOnly: Bool = false) {
         if kind != .other {
             if credit.lagged.load(ordering: .relaxed) { return }
-            if credit.inFlight.load(ordering: .relaxed) &+ pendingBytes &+ f.count > bound {
+            // Bytes ahead of this frame; one frame always goes on an empty
+            // link, however large (the bound is on what waits, as for a
+            // browser's queue).
+            let ahead = credit.inFlight.load(ordering: .relaxed) &+ pendingBytes
+            if ahead > 0 && ahead &+ f.count > bound {
                 credit.lagged.store(true, ordering: .relaxed)
                 pod.counters.add(pod.counters.lags, 1)
+                send(.lagged)
                 return
             }
         }

@@ -177,6 +177,8 @@ final class PodMirror: BrowserHost, @unchecked Sendable {
                 for b in joining.values { b.stream.resumeReading() }
             case .inputRefused(let id):
                 browsers.all.first { $0.linkID == id }?.sendErrorReply(code: 503, reason: "runner away: input buffer full")
+            case .lagged:
+                break
             case .end(let code, let reason):
                 detached = true
                 hub.removeMirror(self)
