@@ -102,6 +102,9 @@ final class H2Peer: HTTP2SessionDelegate {
         pump()
     }
 
+    /// Bytes queued on `stream` that its window has not let out yet.
+    func unsent(_ stream: Int32) -> Int { streams[stream]?.out.count ?? 0 }
+
     func status(_ stream: Int32) -> String? { streams[stream]?.headers.first?.value(":status") }
     func trailers(_ stream: Int32) -> [HTTP2Header]? { (streams[stream]?.headers.count ?? 0) > 1 ? streams[stream]!.headers.last : nil }
 

@@ -95,6 +95,39 @@ import Framing
                 "the held stream got at most its window (\(peer.streams[slow]!.data.count) bytes)")
     }
 
+    /// Input backpressure over HTTP/2: when a pod's runner stops reading,
+    /// the pod's browser stream stops getting its window back (the peer
+    /// stops after one stream window), while a browser of another pod on the
+    /// same connection goes on sending; once the runner reads again, the
+    /// held input reaches it in order.
+    @Test func aStalledRunnerHoldsBackOnlyItsPodsStreams() throws {
+        let h = try RelayHarness { $0.outboundQueueBytes = 64 << 10 }
+        let stalled = try h.upgrade("/runner/relay?token=\(RelayHarness.token(pod: "stalled", runner: true))", sendBufferSize: 0)
+        let other = try h.runner("other")
+        let peer = try H2Peer(harness: h)
+        let held = peer.webSocket("/browser/relay?token=\(RelayHarness.token(pod: "stalled", runner: false))")
+        let free = peer.webSocket("/browser/relay?token=\(RelayHarness.token(pod: "other", runner: false))")
+        let chunk = [UInt8](repeating: 0x69, count: 16 << 10)
+        // 3 MiB of input: past the runner's queue and past one stream window.
+        for i in 0..<192 { peer.send(held, Peer.clientFrame(.binary, [Self.input, UInt8(i & 0xff)] + chunk)) }
+        let unsent = peer.unsent(held)
+        #expect(unsent > 0, "the held stream's window closed: \(unsent) bytes could not be sent")
+        #expect(h.counters.lags.load(ordering: .relaxed) == 0)
+        for i in 0..<100 { peer.send(free, Peer.clientFrame(.binary, [Self.input, UInt8(i)])) }
+        #expect(peer.unsent(free) == 0, "the other pod's stream on the same connection still sends")
+        #expect(other.takeFrames().filter { $0.first == Self.input }.count == 100)
+        // The runner reads again: everything arrives, in order.
+        stalled.transport.sendBufferSize = nil
+        var got: [[UInt8]] = []
+        for _ in 0..<200 {
+            h.run()
+            peer.pump()
+            got += stalled.takeFrames().filter { $0.first == Self.input }
+            if got.count == 192 { break }
+        }
+        #expect(got.count == 192 && got.enumerated().allSatisfy { $0.element[1] == UInt8($0.offset & 0xff) })
+    }
+
     /// A peer that reads nothing: the connection's socket queue stops at
     /// the high-water mark, its streams' queues at their bounds.
     @Test func aPeerThatNeverReadsHoldsABoundedAmount() throws {
