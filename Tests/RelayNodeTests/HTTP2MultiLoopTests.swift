@@ -102,47 +102,37 @@ import Framing
     }
 
     @Test func runnersAndBrowsersOfPodsOnBothLoopsShareOneConnection() throws {
-        var settings = RelaySettings()
-        settings.host = "127.0.0.1"
-        settings.port = 0
-        settings.loops = 2
-        settings.jwtSecrets = [Array(RelayHarness.secret.utf8)]
-        let server = try RelayServer(settings: settings, logger: Logger(label: "t") { _ in SwiftLogNoOpLogHandler() },
-                                     webPage: WebPage(enabled: false, assets: [:], missing: []))
-        try server.start(handlingSignals: false)
-        defer {
-            server.stop()
-            server.wait()
+        try withRealServer { server in
+            let pods = (0..<4).map { "h2-multi-\($0)" }
+            #expect(Set(pods.map { PodHub.hash($0) % 2 }).count == 2, "the pods live on both loops")
+            let c = try Client(port: server.port)
+            var runners: [Int32] = []
+            var browsers: [[Int32]] = []
+            for pod in pods {
+                runners.append(c.webSocket("/runner/relay?token=\(RelayHarness.token(pod: pod, runner: true))"))
+                browsers.append((0..<3).map { _ in c.webSocket("/browser/relay?token=\(RelayHarness.token(pod: pod, runner: false))") })
+            }
+            let all = runners + browsers.flatMap { $0 }
+            c.read { all.allSatisfy { c.status[$0] != nil } }
+            #expect(all.allSatisfy { c.status[$0] == "200" })
+            let output = RelayFrameType.output.rawValue
+            for round in 0..<50 {
+                for r in runners { c.send(r, [output, UInt8(round)]) }
+            }
+            let want = (0..<50).map { [output, UInt8($0)] }
+            c.read { browsers.flatMap { $0 }.allSatisfy { c.messages($0).filter { $0.first == output }.count >= 50 } }
+            for (i, bs) in browsers.enumerated() {
+                for b in bs { #expect(c.messages(b).filter { $0.first == output } == want, "pod \(i), stream \(b)") }
+                c.send(bs[1], [RelayFrameType.input.rawValue, UInt8(i)])
+            }
+            let input = RelayFrameType.input.rawValue
+            c.read { runners.allSatisfy { c.messages($0).contains { $0.first == input } } }
+            for (i, r) in runners.enumerated() {
+                #expect(c.messages(r).filter { $0.first == input } == [[input, UInt8(i)]], "runner of pod \(i)")
+            }
+            // Read from this thread while the loops run.
+            #expect(server.transports.open(.wsOverH2) == all.count)
+            #expect(AdminReport.stats(server.hubs, transports: server.transports).contains("\"ws-over-h2\":\(all.count)"))
         }
-        let pods = (0..<4).map { "h2-multi-\($0)" }
-        #expect(Set(pods.map { PodHub.hash($0) % 2 }).count == 2, "the pods live on both loops")
-        let c = try Client(port: server.port)
-        var runners: [Int32] = []
-        var browsers: [[Int32]] = []
-        for pod in pods {
-            runners.append(c.webSocket("/runner/relay?token=\(RelayHarness.token(pod: pod, runner: true))"))
-            browsers.append((0..<3).map { _ in c.webSocket("/browser/relay?token=\(RelayHarness.token(pod: pod, runner: false))") })
-        }
-        let all = runners + browsers.flatMap { $0 }
-        c.read { all.allSatisfy { c.status[$0] != nil } }
-        #expect(all.allSatisfy { c.status[$0] == "200" })
-        let output = RelayFrameType.output.rawValue
-        for round in 0..<50 {
-            for r in runners { c.send(r, [output, UInt8(round)]) }
-        }
-        let want = (0..<50).map { [output, UInt8($0)] }
-        c.read { browsers.flatMap { $0 }.allSatisfy { c.messages($0).filter { $0.first == output }.count >= 50 } }
-        for (i, bs) in browsers.enumerated() {
-            for b in bs { #expect(c.messages(b).filter { $0.first == output } == want, "pod \(i), stream \(b)") }
-            c.send(bs[1], [RelayFrameType.input.rawValue, UInt8(i)])
-        }
-        let input = RelayFrameType.input.rawValue
-        c.read { runners.allSatisfy { c.messages($0).contains { $0.first == input } } }
-        for (i, r) in runners.enumerated() {
-            #expect(c.messages(r).filter { $0.first == input } == [[input, UInt8(i)]], "runner of pod \(i)")
-        }
-        // Read from this thread while the loops run.
-        #expect(server.transports.open(.wsOverH2) == all.count)
-        #expect(AdminReport.stats(server.hubs, transports: server.transports).contains("\"ws-over-h2\":\(all.count)"))
     }
 }

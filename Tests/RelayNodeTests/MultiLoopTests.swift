@@ -89,52 +89,41 @@ import Framing
     /// stay where they were accepted and pods feed mirrors across threads.
     @Test(arguments: ["home", "accept"])
     func podsAcrossTwoLoopsOnRealThreads(placement: String) throws {
-        var settings = RelaySettings()
-        settings.browserPlacement = placement
-        settings.host = "127.0.0.1"
-        settings.port = 0
-        settings.loops = 2
-        settings.jwtSecrets = [Array(RelayHarness.secret.utf8)]
-        let server = try RelayServer(settings: settings, logger: Logger(label: "t") { _ in SwiftLogNoOpLogHandler() },
-                                     webPage: WebPage(enabled: false, assets: [:], missing: []))
-        try server.start(handlingSignals: false)
-        defer {
-            server.stop()
-            server.wait()
-        }
-        let pods = (0..<6).map { "multi-\($0)" }
-        let homes = Set(pods.map { PodHub.hash($0) % 2 })
-        #expect(homes.count == 2, "the pods live on both loops")
-        var runners: [Client] = []
-        var browsers: [[Client]] = []
-        for pod in pods {
-            runners.append(try Client(port: server.port, target: "/runner/relay?token=\(RelayHarness.token(pod: pod, runner: true))"))
-            browsers.append(try (0..<4).map { _ in
-                try Client(port: server.port, target: "/browser/relay?token=\(RelayHarness.token(pod: pod, runner: false))")
-            })
-        }
-        for round in 0..<50 {
-            for r in runners { r.send([RelayFrameType.output.rawValue, UInt8(round)]) }
-        }
-        for (i, bs) in browsers.enumerated() {
-            for b in bs {
-                let got = b.waitFor(50, type: RelayFrameType.output.rawValue)
-                #expect(got == (0..<50).map { [RelayFrameType.output.rawValue, UInt8($0)] }, "pod \(i)")
+        try withRealServer({ $0.browserPlacement = placement }) { server in
+            let pods = (0..<6).map { "multi-\($0)" }
+            let homes = Set(pods.map { PodHub.hash($0) % 2 })
+            #expect(homes.count == 2, "the pods live on both loops")
+            var runners: [Client] = []
+            var browsers: [[Client]] = []
+            for pod in pods {
+                runners.append(try Client(port: server.port, target: "/runner/relay?token=\(RelayHarness.token(pod: pod, runner: true))"))
+                browsers.append(try (0..<4).map { _ in
+                    try Client(port: server.port, target: "/browser/relay?token=\(RelayHarness.token(pod: pod, runner: false))")
+                })
             }
-            bs[0].send([RelayFrameType.input.rawValue, UInt8(i)])
-        }
-        for (i, r) in runners.enumerated() {
-            #expect(r.waitFor(1, type: RelayFrameType.input.rawValue).last == [RelayFrameType.input.rawValue, UInt8(i)])
-        }
-        // Read from this thread while the loops run.
-        #expect(AdminReport.stats(server.hubs).contains("\"total_subscribers\":24"))
-        let mirrors = server.hubs.reduce(0) { $0 + $1.counters.mirrors.load(ordering: .relaxed) }
-        if placement == "home" {
-            #expect(mirrors == 0)
-        } else {
-            // 24 browsers spread by the kernel over two loops: all on their
-            // pods' home loops has a chance of 2^-24.
-            #expect(mirrors > 0, "browsers on loops other than their pods' home were served through mirrors")
+            for round in 0..<50 {
+                for r in runners { r.send([RelayFrameType.output.rawValue, UInt8(round)]) }
+            }
+            for (i, bs) in browsers.enumerated() {
+                for b in bs {
+                    let got = b.waitFor(50, type: RelayFrameType.output.rawValue)
+                    #expect(got == (0..<50).map { [RelayFrameType.output.rawValue, UInt8($0)] }, "pod \(i)")
+                }
+                bs[0].send([RelayFrameType.input.rawValue, UInt8(i)])
+            }
+            for (i, r) in runners.enumerated() {
+                #expect(r.waitFor(1, type: RelayFrameType.input.rawValue).last == [RelayFrameType.input.rawValue, UInt8(i)])
+            }
+            // Read from this thread while the loops run.
+            #expect(AdminReport.stats(server.hubs).contains("\"total_subscribers\":24"))
+            let mirrors = server.hubs.reduce(0) { $0 + $1.counters.mirrors.load(ordering: .relaxed) }
+            if placement == "home" {
+                #expect(mirrors == 0)
+            } else {
+                // 24 browsers spread by the kernel over two loops: all on their
+                // pods' home loops has a chance of 2^-24.
+                #expect(mirrors > 0, "browsers on loops other than their pods' home were served through mirrors")
+            }
         }
     }
 }

@@ -91,6 +91,26 @@ final class RelayHarness {
     }
 }
 
+/// A relay on real threads and a loopback port (for the multi-loop tests
+/// `scripts/tsan.sh` runs); `body` runs while it serves, then it stops.
+func withRealServer(loops: Int = 2, _ configure: (inout RelaySettings) -> Void = { _ in },
+                    _ body: (RelayServer) throws -> Void) throws {
+    var settings = RelaySettings()
+    settings.host = "127.0.0.1"
+    settings.port = 0
+    settings.loops = loops
+    settings.jwtSecrets = [Array(RelayHarness.secret.utf8)]
+    configure(&settings)
+    let server = try RelayServer(settings: settings, logger: Logger(label: "t") { _ in SwiftLogNoOpLogHandler() },
+                                 webPage: WebPage(enabled: false, assets: [:], missing: []))
+    try server.start(handlingSignals: false)
+    defer {
+        server.stop()
+        server.wait()
+    }
+    try body(server)
+}
+
 /// What a peer received, decoded.
 enum Received: Equatable, CustomStringConvertible {
     case binary([UInt8])
