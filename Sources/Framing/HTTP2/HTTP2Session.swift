@@ -37,9 +37,11 @@ public final class HTTP2Session {
     @exclusivity(unchecked) private var resets: TokenBucket
     @exclusivity(unchecked) private var controlFrames: TokenBucket
     @exclusivity(unchecked) private var now: UInt64 = 0
-    /// Header blocks being received, by stream (bounded by the concurrent
+    /// The header block being received. One at a time: a HEADERS frame's
+    /// CONTINUATIONs follow it with no other frame between (RFC 9113 §6.10).
     /// stream limit: nghttp2 refuses streams past it before any header).
-    @exclusivity(unchecked) private var blocks: [Int32: HeaderBlock] = [:]
+    @exclusivity(unchecked) private var block = HeaderBlock()
+    @exclusivity(unchecked) private var blockStream: Int32 = 0
 
     private struct HeaderBlock {
         var headers: [HTTP2Header] = []
@@ -272,19 +274,19 @@ public final class HTTP2Session {
     }
 
     fileprivate func beginHeaders(stream: Int32) {
-        blocks[stream] = HeaderBlock()
+        block = HeaderBlock()
+        block.headers.reserveCapacity(12)
+        blockStream = stream
     }
 
     fileprivate func header(stream: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
-        guard var block = blocks[stream] else { return }
-        blocks[stream] = nil        // no copy-on-write while it grows
+        guard stream == blockStream else { return }
         block.size += name.count + value.count + 32       // RFC 9113 §6.5.2
         if block.size > Int(settings.maxHeaderListSize) {
             block.tooLarge = true
         } else if !block.tooLarge {
             block.headers.append(HTTP2Header(String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
         }
-        blocks[stream] = block
     }
 
     fileprivate func frameReceived(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
@@ -292,7 +294,9 @@ public final class HTTP2Session {
         let endStream = hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
         switch UInt32(hd.type) {
         case NGHTTP2_HEADERS.rawValue:
-            let block = blocks.removeValue(forKey: hd.stream_id) ?? HeaderBlock()
+            let block = hd.stream_id == blockStream ? self.block : HeaderBlock()
+            self.block = HeaderBlock()
+            blockStream = 0
             delegate.http2(self, headers: block.headers, stream: hd.stream_id, endStream: endStream, tooLarge: block.tooLarge)
         case NGHTTP2_DATA.rawValue:
             if endStream {
@@ -330,27 +334,32 @@ public final class HTTP2Session {
     }
 
     fileprivate func streamClosed(_ stream: Int32, errorCode: UInt32) {
-        blocks[stream] = nil
+        if stream == blockStream {
+            block = HeaderBlock()
+            blockStream = 0
+        }
         delegate.http2(self, closed: stream, errorCode: errorCode)
     }
 
     private func withNameValues<R>(_ headers: [HTTP2Header], _ body: (UnsafePointer<nghttp2_nv>, Int) -> R) -> R {
-        // One buffer for every name and value; nghttp2 copies them.
+        // One buffer for every name and value (nghttp2 copies them), the
+        // name-value array on the stack.
         var storage: [UInt8] = []
-        var offsets: [(Int, Int, Int, Int)] = []
+        storage.reserveCapacity(headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count })
         for h in headers {
-            let n = storage.count
             storage += h.name.utf8
-            let v = storage.count
             storage += h.value.utf8
-            offsets.append((n, v - n, v, storage.count - v))
         }
         return storage.withUnsafeMutableBufferPointer { buf in
-            let base = buf.baseAddress ?? UnsafeMutablePointer<UInt8>(bitPattern: 1)!
-            let nva = offsets.map { o in
-                nghttp2_nv(name: base + o.0, value: base + o.2, namelen: o.1, valuelen: o.3, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+            withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: max(headers.count, 1)) { nva in
+                var p = buf.baseAddress ?? UnsafeMutablePointer<UInt8>(bitPattern: 1)!
+                for (i, h) in headers.enumerated() {
+                    let n = h.name.utf8.count, v = h.value.utf8.count
+                    nva[i] = nghttp2_nv(name: p, value: p + n, namelen: n, valuelen: v, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+                    p += n + v
+                }
+                return body(nva.baseAddress!, headers.count)
             }
-            return nva.withUnsafeBufferPointer { body($0.baseAddress!, $0.count) }
         }
     }
 }

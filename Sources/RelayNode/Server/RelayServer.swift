@@ -144,6 +144,12 @@ final class RelayServer: @unchecked Sendable {
 
     // MARK: Routing (runs on the connection's loop)
 
+    // The probes' answers, made once (probes come often, over HTTP/2 many at once).
+    static let healthOK = HTTPReply.text(200, #"{"status":"ok"}"#, contentType: "application/json")
+    static let healthDraining = HTTPReply.text(503, #"{"status":"draining"}"#, contentType: "application/json")
+    static let ready = HTTPReply.text(200, "ready\n")
+    static let notReady = HTTPReply.text(503, "draining\n")
+
     /// Strips the `/relay` prefix that deployments without prefix stripping keep.
     static func relayPath(_ path: String) -> String {
         path.hasPrefix("/relay/") ? String(path.dropFirst(6)) : path
@@ -155,15 +161,11 @@ final class RelayServer: @unchecked Sendable {
         let path = Self.relayPath(head.path)
         switch path {
         case "/health":
-            return draining.isSet
-                ? .respond(.text(503, #"{"status":"draining"}"#, contentType: "application/json"))
-                : .respond(.text(200, #"{"status":"ok"}"#, contentType: "application/json"))
+            return .respond(draining.isSet ? Self.healthDraining : Self.healthOK)
         case "/stats":
             return .respond(.text(200, AdminReport.stats(hubs, tls: tls?.counters, transports: transports), contentType: "application/json"))
         case "/ready":
-            return draining.isSet
-                ? .respond(.text(503, "draining\n"))
-                : .respond(.text(200, "ready\n"))
+            return .respond(draining.isSet ? Self.notReady : Self.ready)
         case "/metrics":
             return .respond(.text(200, metrics.render(hubs, loops: loops, tls: tls?.counters, transports: transports),
                                                 contentType: "text/plain; version=0.0.4; charset=utf-8"))
