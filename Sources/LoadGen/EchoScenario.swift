@@ -11,6 +11,13 @@ struct Echo: ParsableCommand {
     @Option(help: "Message size in bytes.") var size: Int = 512
     @Option(help: "Messages in flight per connection.") var window: Int = 1
 
+    func validate() throws {
+        // The echo endpoint is a WebSocket path; gRPC has only Attach.
+        if common.transport == "grpc" {
+            throw ValidationError("echo runs over --transport ws, h2c or h2: the relay's echo endpoint is a WebSocket (gRPC has only relay.v1.Relay/Attach)")
+        }
+    }
+
     func run() throws {
         let (n, size, window) = (connections, self.size, self.window)
         try common.execute(scenario: "echo", parameters: [

@@ -16,7 +16,11 @@ import Framing
         #expect(peer.status(id) == "200")
         #expect(String(decoding: peer.streams[id]!.data, as: UTF8.self) == #"{"status":"ok"}"#)
         #expect(h.server.transports.total(.h2c) == 1)
-        #expect(h.server.transports.open(.h1) == 0, "the connection stopped counting as HTTP/1")
+        #expect(h.server.transports.total(.h1) == 0, "an HTTP/2 connection never counts as HTTP/1")
+        let plain = try h.connect()
+        plain.transport.peerWrite(Array("GET /health HTTP/1.1\r\nHost: t\r\n\r\n".utf8))
+        h.run()
+        #expect(h.server.transports.total(.h1) == 1)
     }
 
     @Test func aRelayPathOverPlainGETIsRefused() throws {

@@ -43,7 +43,6 @@ final class HTTPServerConnection: ConnectionHandler {
         self.connection = connection
         self.startHTTP2 = startHTTP2
         self.transports = transports
-        transports.opened(.h1)
         self.metrics = metrics
         acceptedAt = connection.loop.now()
         self.liveness = liveness
@@ -62,8 +61,17 @@ final class HTTPServerConnection: ConnectionHandler {
         }
     }
 
+    /// Counted as an HTTP/1 connection from its first byte that is not
+    /// HTTP/2's (a connection that sends nothing, or fails its TLS
+    /// handshake, is neither).
+    private var countedAsH1 = false
+
     func connectionRead(_ c: TCPConnection, _ bytes: SlabSlice) {
         if startHTTP2 != nil, http2(c, bytes) { return }
+        if !countedAsH1 {
+            countedAsH1 = true
+            transports.opened(.h1)
+        }
         if pending.isEmpty {
             handle(bytes.bytes, slice: bytes)
         } else {
@@ -97,7 +105,6 @@ final class HTTPServerConnection: ConnectionHandler {
         }
         deadline?.cancel()
         deadline = nil
-        transports.closed(.h1)
         let h2 = startHTTP2!(c, kind)
         c.handler = h2
         if pending.isEmpty {
@@ -231,6 +238,6 @@ final class HTTPServerConnection: ConnectionHandler {
     func connectionClosed(_ c: TCPConnection, error: SystemError?) {
         deadline?.cancel()
         moveWhenDrained = nil
-        transports.closed(.h1)
+        if countedAsH1 { transports.closed(.h1) }
     }
 }
