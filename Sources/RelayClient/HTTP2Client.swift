@@ -21,7 +21,7 @@ public protocol HTTP2ClientStreamDelegate: AnyObject {
 public final class HTTP2ClientConnection: ConnectionHandler, HTTP2SessionDelegate, Flushable {
     public private(set) var connection: TCPConnection!
     private var session: HTTP2Session!
-    private var streams: [Int32: HTTP2ClientStream] = [:]
+    @exclusivity(unchecked) private var streams: [Int32: HTTP2ClientStream] = [:]
     /// Streams asked for before the connection opened.
     private var waiting: [HTTP2ClientStream] = []
     private var open = false
@@ -29,7 +29,7 @@ public final class HTTP2ClientConnection: ConnectionHandler, HTTP2SessionDelegat
     public let authority: String
     public private(set) var failure: String?
     /// When the bytes being delivered were read (one clock read per read).
-    public private(set) var lastReadNanos: UInt64 = 0
+    @exclusivity(unchecked) public private(set) var lastReadNanos: UInt64 = 0
 
     private init(authority: String) {
         self.authority = authority
@@ -73,7 +73,7 @@ public final class HTTP2ClientConnection: ConnectionHandler, HTTP2SessionDelegat
             waiting.append(s)
             return
         }
-        let id = session.submitRequest(headers: s.request, body: true)
+        let id = session.submitRequest(headers: s.request, body: true, source: Unmanaged.passUnretained(s).toOpaque())
         guard id > 0 else {
             s.ended("request refused by the session (\(id))")
             return
@@ -156,7 +156,11 @@ public final class HTTP2ClientConnection: ConnectionHandler, HTTP2SessionDelegat
     }
 
     public func http2(_ s: HTTP2Session, data: UnsafeRawBufferPointer, stream: Int32) {
-        streams[stream]?.data(data)
+        // The stream's user data is the stream (the table keeps it alive
+        // until nghttp2 reports it closed): no dictionary per DATA chunk.
+        if let me = s.userData(stream: stream) {
+            Unmanaged<HTTP2ClientStream>.fromOpaque(me)._withUnsafeGuaranteedRef { $0.data(data) }
+        }
         s.consume(stream: stream, bytes: data.count)
     }
 
@@ -170,15 +174,26 @@ public final class HTTP2ClientConnection: ConnectionHandler, HTTP2SessionDelegat
     }
 
     public func http2(_ s: HTTP2Session, dataReady stream: Int32, max: Int) -> HTTP2DataReady {
-        guard let st = streams[stream] else { return .bytes(0, end: true, trailers: false) }
+        preconditionFailure("every request is submitted with its stream as source")
+    }
+
+    public func http2(_ s: HTTP2Session, dataReady stream: Int32, source: UnsafeMutableRawPointer?, max: Int) -> HTTP2DataReady {
+        let st = Unmanaged<HTTP2ClientStream>.fromOpaque(source!).takeUnretainedValue()
         let n = min(max, st.outCount)
         if st.outEnds && n == st.outCount { return .bytes(n, end: true, trailers: false) }
         return n == 0 ? .deferred : .bytes(n, end: false, trailers: false)
     }
 
     public func http2(_ s: HTTP2Session, sendData stream: Int32, frameHeader: UnsafeRawBufferPointer, length: Int) -> Bool {
+        preconditionFailure("every request is submitted with its stream as source")
+    }
+
+    public func http2(_ s: HTTP2Session, sendData stream: Int32, source: UnsafeMutableRawPointer?,
+                      frameHeader: UnsafeRawBufferPointer, length: Int) -> Bool {
         connection.enqueue(copying: frameHeader, force: true)
-        streams[stream]?.take(length) { connection.enqueue(copying: $0, force: true) }
+        Unmanaged<HTTP2ClientStream>.fromOpaque(source!)._withUnsafeGuaranteedRef {
+            $0.take(length) { connection.enqueue(copying: $0, force: true) }
+        }
         return true
     }
 }
@@ -187,21 +202,23 @@ public final class HTTP2ClientConnection: ConnectionHandler, HTTP2SessionDelegat
 public final class HTTP2ClientStream {
     public enum Kind: Sendable { case webSocket, grpc }
     public let kind: Kind
-    public unowned let connection: HTTP2ClientConnection
+    /// The connection owns its streams (through its table) and outlives them.
+    public unowned(unsafe) let connection: HTTP2ClientConnection
     public var delegate: (any HTTP2ClientStreamDelegate)?
     var request: [HTTP2Header] = []
     var id: Int32 = -1
-    public private(set) var isOpen = false
-    private var out: [UInt8] = []
-    private var outStart = 0
+    // Touched per message: loop-confined, no runtime exclusivity checks.
+    @exclusivity(unchecked) public private(set) var isOpen = false
+    @exclusivity(unchecked) private var out: [UInt8] = []
+    @exclusivity(unchecked) private var outStart = 0
     /// END_STREAM after what is queued (our side of a WebSocket close).
     var outEnds = false
     /// Bytes this stream may hold unsent before `send` says no.
     public var outboundLimit = 64 << 20
     private var refused = false
     @exclusivity(unchecked) private var session: WebSocketSession
-    private var reader = GRPCMessageReader(maxMessageSize: 64 << 20)
-    private var maskState = UInt64.random(in: 1...UInt64.max)
+    @exclusivity(unchecked) private var reader = GRPCMessageReader(maxMessageSize: 64 << 20)
+    @exclusivity(unchecked) private var maskState = UInt64.random(in: 1...UInt64.max)
     private var trailers: [HTTP2Header]?
 
     init(connection: HTTP2ClientConnection, kind: Kind, delegate: any HTTP2ClientStreamDelegate) {
@@ -282,12 +299,13 @@ public final class HTTP2ClientStream {
     }
 
     func data(_ bytes: UnsafeRawBufferPointer) {
+        guard let delegate else { return }       // one retain per DATA chunk, not per message
         switch kind {
         case .webSocket:
             var closing = false
             session.receive(UnsafeMutableRawBufferPointer(mutating: bytes)) { action in
                 switch action {
-                case .deliver(_, let payload, _): delegate?.stream(self, received: payload)
+                case .deliver(_, let payload, _): delegate.stream(self, received: payload)
                 case .send(let opcode, let payload): queueFrame(opcode, payload)
                 case .closeTransport: closing = true
                 }
@@ -299,7 +317,7 @@ public final class HTTP2ClientStream {
             }
         case .grpc:
             _ = reader.receive(bytes) { message in
-                if case .success(let data) = GRPCFrameCodec.data(of: message) { delegate?.stream(self, received: data) }
+                if case .success(let data) = GRPCFrameCodec.data(of: message) { delegate.stream(self, received: data) }
             }
         }
     }

@@ -177,14 +177,29 @@ public final class HTTP2Session {
     }
 
     /// A client request; returns its stream id (negative: refused).
-    public func submitRequest(headers: [HTTP2Header], body: Bool) -> Int32 {
+    /// `source`: as for `submitResponse`, and the stream's user data too
+    /// (`userData(stream:)`).
+    public func submitRequest(headers: [HTTP2Header], body: Bool, source: UnsafeMutableRawPointer? = nil) -> Int32 {
         withNameValues(headers) { nva, count in
             if body {
                 var provider = Self.provider
-                return nghttp2_submit_request(session, nil, nva, count, &provider, nil)
+                provider.source.ptr = source
+                return nghttp2_submit_request(session, nil, nva, count, &provider, source)
             }
-            return nghttp2_submit_request(session, nil, nva, count, nil, nil)
+            return nghttp2_submit_request(session, nil, nva, count, nil, source)
         }
+    }
+
+    /// The pointer the caller attached to `stream` (nil: none, or no such
+    /// stream): a lookup in nghttp2's own stream map, for the per-DATA path.
+    public func userData(stream: Int32) -> UnsafeMutableRawPointer? {
+        nghttp2_session_get_stream_user_data(session, stream)
+    }
+
+    /// Attaches `pointer` to `stream` (the caller keeps what it points to
+    /// alive until the stream is closed).
+    public func setUserData(stream: Int32, _ pointer: UnsafeMutableRawPointer?) {
+        nghttp2_session_set_stream_user_data(session, stream, pointer)
     }
 
     /// Trailers ending `stream` (call from `dataReady` when answering

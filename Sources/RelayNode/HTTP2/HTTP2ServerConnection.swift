@@ -215,7 +215,9 @@ final class HTTP2ServerConnection: ConnectionHandler, HTTP2SessionDelegate, Flus
     }
 
     private func submit(_ st: HTTP2Stream, headers: [HTTP2Header]) {
-        session.submitResponse(stream: st.id, headers: headers, body: true, source: Unmanaged.passUnretained(st).toOpaque())
+        let me = Unmanaged.passUnretained(st).toOpaque()
+        session.setUserData(stream: st.id, me)
+        session.submitResponse(stream: st.id, headers: headers, body: true, source: me)
     }
 
     // MARK: Input
@@ -323,8 +325,10 @@ final class HTTP2ServerConnection: ConnectionHandler, HTTP2SessionDelegate, Flus
     }
 
     func http2(_ s: HTTP2Session, data: UnsafeRawBufferPointer, stream id: Int32) {
-        if let st = streams[id] {
-            st.received(data)
+        // The stream's user data is the stream (set with its response;
+        // the table keeps it alive until nghttp2 reports the stream closed).
+        if let me = s.userData(stream: id) {
+            Unmanaged<HTTP2Stream>.fromOpaque(me)._withUnsafeGuaranteedRef { $0.received(data) }
         } else {
             // A request body nobody reads (admin routes): given back at once.
             session.consume(stream: id, bytes: data.count)
