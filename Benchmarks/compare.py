@@ -17,6 +17,12 @@ medians of --reps; new TLS handshakes/s with and without resumption
 the relay's /stats TLS counters; and the relay under callgrind for the same
 fan-out over ws:// and wss:// (instructions per delivery, top functions).
 Writes Benchmarks/results/<date>-tls.md and PNG plots beside it.
+
+       .venv/bin/python Benchmarks/compare.py --http2 [--reps 3] [--quick]
+The HTTP/2 section instead (Benchmarks/http2bench.py, about 6 minutes):
+fan-out 1→100 over ws, h2c, gRPC, wss and h2 against the relay and ws
+against nats-server, echo over ws/h2c(/gRPC), and h2load GET /health
+against the relay and nghttpd; writes Benchmarks/results/<date>-http2.md.
 Needs release builds of relay and loadgen (make bench builds them) and
 nats-server (installed with apt if absent); a C compiler and libcrypto
 (libssl-dev) for the C columns, which are left out without them.
@@ -86,11 +92,11 @@ def ensure_nats():
                    stdout=subprocess.DEVNULL)
 
 
-def start_relay(extra=()):
+def start_relay(extra=(), stderr=subprocess.DEVNULL):
     port = free_port()
     p = subprocess.Popen([RELAY, "--port", str(port), "--host", "127.0.0.1", "--jwt-secret", SECRET,
                           "--echo-endpoint", "--log-level", "warning", "--max-browsers-per-pod", "100000"] + list(extra),
-                         stderr=subprocess.DEVNULL, start_new_session=True)
+                         stderr=stderr, start_new_session=True)
     wait_port(port)
     return p, port
 
@@ -173,7 +179,9 @@ def main():
     ap.add_argument("--quick", action="store_true", help="short runs (for a smoke test)")
     ap.add_argument("--tls", action="store_true",
                     help="the TLS section instead: ws:// vs wss:// fan-out, handshakes/s, callgrind (<date>-tls.md)")
-    ap.add_argument("--reps", type=int, default=None, help="--tls: interleaved repetitions (default 3, 1 with --quick)")
+    ap.add_argument("--http2", action="store_true",
+                    help="the HTTP/2 section instead: ws/h2c/gRPC/h2 fan-out, echo, h2load vs nghttpd (<date>-http2.md)")
+    ap.add_argument("--reps", type=int, default=None, help="--tls, --http2: interleaved repetitions (default 3, 1 with --quick)")
     ap.add_argument("--handshake-seconds", type=float, default=None, help="--tls: seconds per s_time run (default 5)")
     ap.add_argument("--handshake-procs", type=int, default=2, help="--tls: s_time processes at once")
     ap.add_argument("--callgrind-seconds", type=float, default=5,
@@ -190,6 +198,10 @@ def main():
     ensure_nats()
     if opts.tls:
         tls_main(opts, d)
+        return
+    if opts.http2:
+        import http2bench
+        http2bench.main(opts, d)
         return
     log("measuring how many cores the machine really gives")
     m = machine()
