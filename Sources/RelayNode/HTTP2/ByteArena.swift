@@ -1,8 +1,8 @@
 import Reactor
 
-/// Small bytes a connection writes in front of shared payloads (HTTP/2
-/// frame headers, gRPC message prefixes, control frames), carved out of
-/// 16 KiB slabs instead of one allocation each.
+/// Small bytes a connection writes around shared payloads (HTTP/2 DATA
+/// frame headers, and the other frames nghttp2 makes), carved out of 16 KiB
+/// slabs instead of one allocation each.
 ///
 /// Ownership: the arena holds one count on its current slab; a slice it
 /// hands out is uncounted, so the caller queues it (which retains) before
