@@ -28,6 +28,9 @@ let package = Package(
         // (hiredis 0.14, for the cluster issue: built once a target uses it).
         .systemLibrary(name: "CNghttp2", path: "Sources/CNghttp2", pkgConfig: "libnghttp2",
                        providers: [.apt(["libnghttp2-dev"])]),
+        // permessage-deflate (RFC 7692): one-shot raw DEFLATE, no stream state.
+        .systemLibrary(name: "CLibdeflate", path: "Sources/CLibdeflate", pkgConfig: "libdeflate",
+                       providers: [.apt(["libdeflate-dev"])]),
         .systemLibrary(name: "CHiredis", path: "Sources/CHiredis", pkgConfig: "hiredis",
                        providers: [.apt(["libhiredis-dev"])]),
         .target(name: "Reactor", dependencies: ["CReactor"]),
@@ -36,7 +39,7 @@ let package = Package(
         // TLS as a Reactor transport: contexts (server, client), the transport.
         .target(name: "TLS", dependencies: ["Reactor", "CTLS", "COpenSSL"]),
         // Sans-I/O codecs: bytes in, events out.
-        .target(name: "Framing", dependencies: ["COpenSSL", "CNghttp2"]),
+        .target(name: "Framing", dependencies: ["COpenSSL", "CNghttp2", "CLibdeflate"]),
         // Pseudo-terminals for `relay attach` (forkpty, TIOCSWINSZ).
         .target(name: "CPTY"),
         // Client-side WebSocket on the Reactor: `relay attach` and `loadgen`.

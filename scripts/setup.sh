@@ -26,6 +26,7 @@ DEB_PACKAGES=(
     pkg-config
     libssl-dev          # TLS (OpenSSL)
     libnghttp2-dev      # HTTP/2
+    libdeflate-dev      # permessage-deflate
     libhiredis-dev      # cluster topology in Redis
     redis-server        # cluster tests
     chromium            # browser-page tests
