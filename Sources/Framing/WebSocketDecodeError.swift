@@ -28,11 +28,15 @@ enum WebSocketDecodeFailure: UInt8, Error {
     case closePayloadOneByte
     case invalidCloseCode
     case invalidUTF8CloseReason
+    /// permessage-deflate: RSV1 on a continuation or control frame.
+    case compressedBitMisplaced
+    /// permessage-deflate: the message is not valid DEFLATE data.
+    case invalidCompressedData
 
     var closeCode: UInt16 {
         switch self {
         case .messageTooBig: return WebSocketCloseCode.messageTooBig
-        case .invalidUTF8Text, .invalidUTF8CloseReason: return WebSocketCloseCode.invalidPayload
+        case .invalidUTF8Text, .invalidUTF8CloseReason, .invalidCompressedData: return WebSocketCloseCode.invalidPayload
         default: return WebSocketCloseCode.protocolError
         }
     }
@@ -54,6 +58,8 @@ enum WebSocketDecodeFailure: UInt8, Error {
         case .closePayloadOneByte: return "close frame payload of one byte"
         case .invalidCloseCode: return "close code not allowed on the wire"
         case .invalidUTF8CloseReason: return "close reason is not valid UTF-8"
+        case .compressedBitMisplaced: return "RSV1 set on a continuation or control frame"
+        case .invalidCompressedData: return "compressed message is not valid DEFLATE data"
         }
     }
 

@@ -29,6 +29,10 @@ public struct WebSocketDecoder: ~Copyable {
     private var partialHeader = PartialFrameHeader()
 
     private let expectMasked: Bool
+    /// permessage-deflate negotiated (RSV1 allowed on a message's first frame).
+    private let compressed: Bool
+    /// The message in progress is compressed (its first frame had RSV1).
+    private var messageCompressed = false
     private var phase = Phase.awaitingHeader
     /// Payload bytes of the current frame unmasked so far, mod 4.
     private var maskPhase: UInt8 = 0
@@ -39,6 +43,7 @@ public struct WebSocketDecoder: ~Copyable {
     public init(configuration: WebSocketDecoderConfiguration = .init()) {
         expectMasked = configuration.expectMasked
         maxMessageSize = configuration.maxMessageSize
+        compressed = configuration.compressed
     }
 
     /// The protocol error the decoder stopped at, if any.
@@ -54,8 +59,12 @@ public struct WebSocketDecoder: ~Copyable {
     /// bytes of an incomplete frame/message. Returns nil, or the protocol
     /// error (after which the decoder is dead and further feeds return the
     /// same error). Bytes after a close frame are ignored.
+    /// `inflater`: with permessage-deflate, the codec that inflates
+    /// compressed messages (one per loop; the decoder keeps no inflate
+    /// state); a compressed message is then delivered inflated, as
+    /// `.assembled`, its inflated size bounded by the message limit.
     public mutating func feed(
-        _ input: UnsafeMutableRawBufferPointer, _ onEvent: (WebSocketEvent) -> Void
+        _ input: UnsafeMutableRawBufferPointer, inflater: PerMessageDeflateCodec? = nil, _ onEvent: (WebSocketEvent) -> Void
     ) -> WebSocketDecodeError? {
         switch phase {
         case .failed(let failure): return failure.error
@@ -63,7 +72,7 @@ public struct WebSocketDecoder: ~Copyable {
         case .awaitingHeader, .readingPayload: break
         }
         do {
-            try decode(input, onEvent)
+            try decode(input, inflater: inflater, onEvent)
             return nil
         } catch {
             phase = .failed(error)
@@ -74,7 +83,7 @@ public struct WebSocketDecoder: ~Copyable {
     }
 
     private mutating func decode(
-        _ input: UnsafeMutableRawBufferPointer, _ onEvent: (WebSocketEvent) -> Void
+        _ input: UnsafeMutableRawBufferPointer, inflater: PerMessageDeflateCodec?, _ onEvent: (WebSocketEvent) -> Void
     ) throws(WebSocketDecodeFailure) {
         guard let base = input.baseAddress else { return }
         let end = input.count
@@ -100,7 +109,7 @@ public struct WebSocketDecoder: ~Copyable {
             }
             let frameDone = try readPayload(
                 base, end: end, offset: &offset,
-                headerCompletedHere: headerCompletedHere, frameStart: frameStart, onEvent)
+                headerCompletedHere: headerCompletedHere, frameStart: frameStart, inflater: inflater, onEvent)
             guard frameDone else { return }
             if phase == .closed { return }
             phase = .awaitingHeader
@@ -169,7 +178,7 @@ public struct WebSocketDecoder: ~Copyable {
 
     private func checkLeadingBytes(_ first: UInt8, _ second: UInt8) throws(WebSocketDecodeFailure) {
         try WebSocketFrameHeader.checkLeadingBytes(
-            first, second, expectMasked: expectMasked, messageInProgress: messageOpcode != nil)
+            first, second, expectMasked: expectMasked, messageInProgress: messageOpcode != nil, compressed: compressed)
     }
 
     private mutating func begin(_ header: WebSocketFrameHeader) throws(WebSocketDecodeFailure) {
@@ -180,6 +189,7 @@ public struct WebSocketDecoder: ~Copyable {
             guard header.payloadLength <= maxMessageSize - received else { throw .messageTooBig }
             if header.opcode != .continuation {
                 messageOpcode = header.opcode
+                messageCompressed = header.rsv1
                 utf8.reset()
             }
         }
@@ -192,7 +202,7 @@ public struct WebSocketDecoder: ~Copyable {
     /// Returns true when the frame is complete (and its event, if any, sent).
     private mutating func readPayload(
         _ base: UnsafeMutableRawPointer, end: Int, offset: inout Int,
-        headerCompletedHere: Bool, frameStart: Int?, _ onEvent: (WebSocketEvent) -> Void
+        headerCompletedHere: Bool, frameStart: Int?, inflater: PerMessageDeflateCodec?, _ onEvent: (WebSocketEvent) -> Void
     ) throws(WebSocketDecodeFailure) -> Bool {
         let payloadOffset = offset
         let chunkLength = min(end - offset, frameRemaining)
@@ -218,6 +228,9 @@ public struct WebSocketDecoder: ~Copyable {
         }
 
         let opcode = messageOpcode!  // set by `begin` or by the first fragment
+        if messageCompressed {
+            return try readCompressed(bytes, wholeFrameInInput: wholeFrameInInput, opcode: opcode, inflater: inflater, onEvent)
+        }
         // Fail fast: validate text as it arrives, not when the message ends.
         if opcode == .text && !utf8.validate(bytes) { throw .invalidUTF8Text }
 
@@ -240,6 +253,51 @@ public struct WebSocketDecoder: ~Copyable {
             message.release()
         }
         return true
+    }
+
+    /// A compressed message's payload: gathered like any fragmented one,
+    /// then inflated (bounded by the limit), validated if text, delivered.
+    private mutating func readCompressed(
+        _ bytes: UnsafeRawBufferPointer, wholeFrameInInput: Bool, opcode: WebSocketOpcode,
+        inflater: PerMessageDeflateCodec?, _ onEvent: (WebSocketEvent) -> Void
+    ) throws(WebSocketDecodeFailure) -> Bool {
+        guard let inflater else { throw .reservedBitsSet }
+        if wholeFrameInInput && frame.fin && frame.opcode != .continuation {
+            try inflate(bytes, opcode: opcode, inflater, onEvent)
+            return true
+        }
+        let finalCount = frame.fin ? message.count + bytes.count + frameRemaining : nil
+        message.append(bytes, finalCount: finalCount, limit: maxMessageSize)
+        guard frameRemaining == 0 else { return false }
+        if frame.fin {
+            try inflate(message.bytes, opcode: opcode, inflater, onEvent)
+            message.release()
+        }
+        return true
+    }
+
+    private mutating func inflate(
+        _ compressedBytes: UnsafeRawBufferPointer, opcode: WebSocketOpcode,
+        _ inflater: PerMessageDeflateCodec, _ onEvent: (WebSocketEvent) -> Void
+    ) throws(WebSocketDecodeFailure) {
+        var invalidText = false
+        let failure = inflater.inflate(compressedBytes, limit: maxMessageSize) { payload in
+            if opcode == .text {
+                var validator = UTF8Validator()
+                guard validator.validate(payload), validator.isComplete else {
+                    invalidText = true
+                    return
+                }
+            }
+            messageOpcode = nil
+            messageCompressed = false
+            onEvent(.message(opcode: opcode, payload: payload, location: .assembled))
+        }
+        switch failure {
+        case .tooLarge?: throw .messageTooBig
+        case .invalid?: throw .invalidCompressedData
+        case nil: if invalidText { throw .invalidUTF8Text }
+        }
     }
 
     private mutating func deliverControl(

@@ -1,6 +1,8 @@
 /// A parsed frame header (RFC 6455 §5.2).
 struct WebSocketFrameHeader {
     var fin: Bool
+    /// permessage-deflate's "compressed" bit (only ever set where allowed).
+    var rsv1: Bool = false
     var opcode: WebSocketOpcode
     /// Key bytes in wire order as a big-endian number; nil when unmasked.
     var maskKey: UInt32?
@@ -23,11 +25,16 @@ struct WebSocketFrameHeader {
     /// Everything the first two bytes decide, checked before waiting for the
     /// rest of the header so that bad frames fail as early as possible.
     static func checkLeadingBytes(
-        _ first: UInt8, _ second: UInt8, expectMasked: Bool, messageInProgress: Bool
+        _ first: UInt8, _ second: UInt8, expectMasked: Bool, messageInProgress: Bool, compressed: Bool = false
     ) throws(WebSocketDecodeFailure) {
-        // No extension is ever negotiated, so RSV1-3 must be clear (§5.2).
-        guard first & 0x70 == 0 else { throw .reservedBitsSet }
+        // RSV2 and RSV3 must be clear (§5.2); RSV1 too unless permessage-deflate
+        // was negotiated, and then only on a message's first frame (RFC 7692 §6.1).
+        guard first & 0x30 == 0 else { throw .reservedBitsSet }
         guard let opcode = WebSocketOpcode(rawValue: first & 0x0F) else { throw .reservedOpcode }
+        if first & 0x40 != 0 {
+            guard compressed else { throw .reservedBitsSet }
+            guard opcode == .text || opcode == .binary else { throw .compressedBitMisplaced }
+        }
         let fin = first & 0x80 != 0
         if opcode.isControl {
             // §5.5: control frames are never fragmented and carry ≤ 125 bytes.
@@ -89,6 +96,7 @@ struct WebSocketFrameHeader {
             : nil
         return WebSocketFrameHeader(
             fin: first & 0x80 != 0,
+            rsv1: first & 0x40 != 0,
             opcode: WebSocketOpcode(rawValue: first & 0x0F)!,  // checked by checkLeadingBytes
             maskKey: maskKey,
             payloadLength: length)

@@ -44,21 +44,25 @@ public struct WebSocketSession: ~Copyable {
     public var error: WebSocketDecodeError? { decoder.failure }
 
     /// `expectMasked`: true on the server (clients mask), false on the client.
-    public init(expectMasked: Bool, maxMessageSize: Int) {
-        decoder = WebSocketDecoder(configuration: .init(expectMasked: expectMasked, maxMessageSize: maxMessageSize))
+    /// `compressed`: permessage-deflate was negotiated (then `receive` is
+    /// given the loop's codec).
+    public init(expectMasked: Bool, maxMessageSize: Int, compressed: Bool = false) {
+        decoder = WebSocketDecoder(configuration: .init(expectMasked: expectMasked, maxMessageSize: maxMessageSize,
+                                                        compressed: compressed))
     }
 
     /// Heap bytes held for incomplete frames; 0 when idle.
     public var bufferedCapacity: Int { decoder.bufferedCapacity }
 
     /// Decodes `input` (unmasked in place) and reports what to do.
-    public mutating func receive(_ input: UnsafeMutableRawBufferPointer, _ act: (Action) -> Void) {
+    public mutating func receive(_ input: UnsafeMutableRawBufferPointer, inflater: PerMessageDeflateCodec? = nil,
+                                 _ act: (Action) -> Void) {
         guard state != .closed else { return }
         // The state cannot change while the decoder runs: a Close ends the
         // decoding (later bytes are ignored), so it is handled afterwards.
         let open = state == .open
         var close: UInt16?? = nil
-        let failure = decoder.feed(input) { event in
+        let failure = decoder.feed(input, inflater: inflater) { event in
             switch event {
             case .message(let opcode, let payload, let location):
                 if open { act(.deliver(opcode: opcode, payload: payload, location: location)) }

@@ -5,7 +5,8 @@ import TLS
 
 /// /stats (AgentsMesh's four integers), summed over every loop's counters.
 enum AdminReport {
-    static func stats(_ hubs: [PodHub], tls: TLSCounters? = nil, transports: TransportCounters? = nil) -> String {
+    static func stats(_ hubs: [PodHub], tls: TLSCounters? = nil, transports: TransportCounters? = nil,
+                      compression: CompressionCounters? = nil) -> String {
         func sum(_ f: (RelayCounters) -> Int) -> Int64 { Int64(hubs.reduce(0) { $0 + f($1.counters) }) }
         var w = JSONWriter()
         w.beginObject()
@@ -41,6 +42,15 @@ enum AdminReport {
             section("streams", TransportCounters.Stream.allCases.map { ($0.name, transports.open($0)) })
             section("streams_total", TransportCounters.Stream.allCases.map { ($0.name, transports.total($0)) })
             section("goaways", transports.goaways.withLock { $0 }.sorted { $0.key < $1.key })
+            w.endObject()
+        }
+        if let c = compression {
+            w.key("compression")
+            w.beginObject()
+            w.key("connections"); w.integer(Int64(c.connections.load(ordering: .relaxed)))
+            w.key("compressions"); w.integer(Int64(c.compressions.load(ordering: .relaxed)))
+            w.key("bytes_in"); w.integer(Int64(c.bytesIn.load(ordering: .relaxed)))
+            w.key("bytes_out"); w.integer(Int64(c.bytesOut.load(ordering: .relaxed)))
             w.endObject()
         }
         w.endObject()

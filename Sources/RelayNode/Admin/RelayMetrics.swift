@@ -23,7 +23,8 @@ final class RelayMetrics: Sendable {
     }
 
     /// The exposition text, with every loop's counters summed in.
-    func render(_ hubs: [PodHub], loops: [EventLoop], tls: TLSCounters? = nil, transports: TransportCounters? = nil) -> String {
+    func render(_ hubs: [PodHub], loops: [EventLoop], tls: TLSCounters? = nil, transports: TransportCounters? = nil,
+                compression: CompressionCounters? = nil) -> String {
         scrape.withLock { _ in
             func sum(_ f: (RelayCounters) -> Int) -> Int64 { Int64(hubs.reduce(0) { $0 + f($1.counters) }) }
             func gauge(_ name: String, _ help: String, _ value: Int64, labels: [(String, String)] = []) {
@@ -75,6 +76,12 @@ final class RelayMetrics: Sendable {
                 for (reason, n) in transports.goaways.withLock({ $0 }) {
                     counter("relay_http2_goaways_total", "HTTP/2 connections the relay ended with GOAWAY, by reason.", Int64(n), labels: [("reason", reason)])
                 }
+            }
+            if let c = compression {
+                gauge("relay_compression_connections", "Open WebSockets that negotiated permessage-deflate.", Int64(c.connections.load(ordering: .relaxed)))
+                counter("relay_compressions_total", "Messages compressed (once per message per loop, shared by every compressing subscriber).", Int64(c.compressions.load(ordering: .relaxed)))
+                counter("relay_compression_bytes_in_total", "Bytes of the messages compressed, before.", Int64(c.bytesIn.load(ordering: .relaxed)))
+                counter("relay_compression_bytes_out_total", "Bytes of the messages compressed, after.", Int64(c.bytesOut.load(ordering: .relaxed)))
             }
             for loop in loops {
                 counter("relay_loop_turns_total", "Event loop turns.", Int64(loop.turns.load(ordering: .relaxed)), labels: [("loop", "\(loop.index)")])

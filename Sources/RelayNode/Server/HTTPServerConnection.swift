@@ -21,6 +21,8 @@ final class HTTPServerConnection: ConnectionHandler {
     private let webSocketSettings: WebSocketSettings
     /// One per loop, indexed by loop index.
     private let liveness: [LivenessMonitor]
+    /// permessage-deflate, one per loop (empty: compression off).
+    private let deflate: [DeflateEncodingCache]
     /// Head bytes received so far when a head spans reads (bounded by the
     /// parser's 16 KiB limit); empty in the common one-read case.
     private var pending: [UInt8] = []
@@ -37,10 +39,11 @@ final class HTTPServerConnection: ConnectionHandler {
     /// in `tlsCounters` as failed ("timeout") and closed without a word.
     init(connection: TCPConnection, handshakeTimeout: UInt64, webSocketSettings: WebSocketSettings,
          liveness: [LivenessMonitor], metrics: RelayMetrics, tlsCounters: TLSCounters? = nil,
-         transports: TransportCounters,
+         transports: TransportCounters, deflate: [DeflateEncodingCache] = [],
          startHTTP2: ((TCPConnection, TransportCounters.Connection) -> HTTP2ServerConnection)? = nil,
          route: @escaping (HTTPRequestHead, TCPConnection) -> RouteDecision) {
         self.connection = connection
+        self.deflate = deflate
         self.startHTTP2 = startHTTP2
         self.transports = transports
         self.metrics = metrics
@@ -150,9 +153,14 @@ final class HTTPServerConnection: ConnectionHandler {
         }
         var settings = webSocketSettings
         settings.maxMessageSize = maxMessageSize
+        // permessage-deflate when offered and on; an offer that cannot be
+        // honoured only means no compression.
+        let agreement = deflate.isEmpty ? nil : PerMessageDeflateNegotiation.negotiate(head.headers.values("sec-websocket-extensions"))
+        settings.deflateResponse = agreement?.responseValue
         if target === connection.loop {
             Self.finishUpgrade(connection, accept: accept, settings: settings, liveness: liveness[connection.loop.index],
-                               transports: transports, endpoint: makeEndpoint(), rest: rest)
+                               transports: transports, deflate: agreement == nil ? nil : deflate[connection.loop.index],
+                               endpoint: makeEndpoint(), rest: rest)
             return
         }
         // The pod lives on another loop: hand the socket over once, before
@@ -171,6 +179,8 @@ final class HTTPServerConnection: ConnectionHandler {
         let limit = connection.outboundLimit
         let monitor = liveness[target.index]
         let transports = self.transports
+        // The target loop's compressor (these objects live as long as the server).
+        nonisolated(unsafe) let compressor = wsSettings.deflateResponse == nil ? nil : deflate[target.index]
         // Detached, the connection is no longer this handler's: the count
         // of HTTP/1 connections goes with the socket (the WebSocket ends it).
         guard let transport = connection.detach() else {
@@ -199,7 +209,7 @@ final class HTTPServerConnection: ConnectionHandler {
             let copy = Slab.copying(leftover)
             defer { copy.release() }
             Self.finishUpgrade(moved, accept: accept, settings: wsSettings, liveness: monitor,
-                               transports: transports, endpoint: makeEndpoint(), rest: copy.written)
+                               transports: transports, deflate: compressor, endpoint: makeEndpoint(), rest: copy.written)
         }
         if !posted {
             transport.close()
@@ -209,10 +219,12 @@ final class HTTPServerConnection: ConnectionHandler {
 
     /// Sends the 101 response and installs the WebSocket on `connection`'s loop.
     static func finishUpgrade(_ connection: TCPConnection, accept: String, settings: WebSocketSettings,
-                              liveness: LivenessMonitor, transports: TransportCounters,
+                              liveness: LivenessMonitor, transports: TransportCounters, deflate: DeflateEncodingCache?,
                               endpoint: any MessageStreamEndpoint, rest: SlabSlice) {
-        connection.enqueue(copying: WebSocketHandshake.response(acceptValue: accept))
-        let ws = WebSocketConnection(connection: connection, settings: settings, liveness: liveness, transports: transports)
+        let extensions = settings.deflateResponse.map { [("Sec-WebSocket-Extensions", $0)] } ?? []
+        connection.enqueue(copying: WebSocketHandshake.response(acceptValue: accept, extraHeaders: extensions))
+        let ws = WebSocketConnection(connection: connection, settings: settings, liveness: liveness, transports: transports,
+                                     deflate: deflate)
         ws.endpoint = endpoint
         connection.handler = ws
         endpoint.streamOpened(ws)

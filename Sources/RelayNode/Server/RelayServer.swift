@@ -22,6 +22,9 @@ final class RelayServer: @unchecked Sendable {
     let liveness: [LivenessMonitor]
     /// One per loop: the gRPC encoding of the pod frames being fanned out.
     let grpcEncodings: [GRPCEncodingCache]
+    /// One per loop: permessage-deflate (empty when compression is off).
+    let deflate: [DeflateEncodingCache]
+    let compression = CompressionCounters()
 
     let webPage: WebPage
     let metrics = RelayMetrics()
@@ -48,6 +51,10 @@ final class RelayServer: @unchecked Sendable {
         authenticator = TokenAuthenticator(secrets: settings.jwtSecrets, issuer: settings.jwtIssuer)
         liveness = self.loops.map { LivenessMonitor(loop: $0, interval: settings.pingInterval, closeTimeout: settings.closeTimeout) }
         grpcEncodings = self.loops.map { _ in GRPCEncodingCache() }
+        let compression = self.compression
+        deflate = settings.compression == "off" ? [] : self.loops.map { _ in
+            DeflateEncodingCache(minimumSize: settings.compressionMinSize, counters: compression)
+        }
         tls = try settings.tls.map { try TLSService(settings: $0) }
     }
 
@@ -57,7 +64,7 @@ final class RelayServer: @unchecked Sendable {
         connection.handler = HTTPServerConnection(
             connection: connection, handshakeTimeout: settings.handshakeTimeout,
             webSocketSettings: WebSocketSettings(maxMessageSize: settings.maxMessageSize),
-            liveness: liveness, metrics: metrics, tlsCounters: tls?.counters, transports: transports,
+            liveness: liveness, metrics: metrics, tlsCounters: tls?.counters, transports: transports, deflate: deflate,
             startHTTP2: settings.http2 == nil ? nil : { [unowned self] connection, kind in startHTTP2(connection, kind: kind) },
             route: { [unowned self] head, connection in route(head, on: connection.loop, peerSubject: { connection.transport.summary.peerSubject }) })
     }
@@ -163,11 +170,11 @@ final class RelayServer: @unchecked Sendable {
         case "/health":
             return .respond(draining.isSet ? Self.healthDraining : Self.healthOK)
         case "/stats":
-            return .respond(.text(200, AdminReport.stats(hubs, tls: tls?.counters, transports: transports), contentType: "application/json"))
+            return .respond(.text(200, AdminReport.stats(hubs, tls: tls?.counters, transports: transports, compression: compression), contentType: "application/json"))
         case "/ready":
             return .respond(draining.isSet ? Self.notReady : Self.ready)
         case "/metrics":
-            return .respond(.text(200, metrics.render(hubs, loops: loops, tls: tls?.counters, transports: transports),
+            return .respond(.text(200, metrics.render(hubs, loops: loops, tls: tls?.counters, transports: transports, compression: compression),
                                                 contentType: "text/plain; version=0.0.4; charset=utf-8"))
         case "/runner/relay":
             if let tls, !tls.settings.runnerAllowed(subject: peerSubject()) {

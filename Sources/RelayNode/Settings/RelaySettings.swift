@@ -35,6 +35,11 @@ public struct RelaySettings: Sendable {
     var tls: TLSSettings? = nil
     /// HTTP/2 on the port (h2c by prior knowledge, h2 by ALPN); nil: off.
     var http2: HTTP2Settings? = HTTP2Settings()
+    /// permessage-deflate: "shared" (each message compressed once, shared
+    /// by every compressing subscriber) or "off".
+    var compression = "shared"
+    /// Messages smaller than this go uncompressed (RSV1 clear).
+    var compressionMinSize = 64
 
     public init() {}
 
@@ -82,6 +87,8 @@ public struct RelaySettings: Sendable {
         static let http2Streams = SettingSpec("http2-max-streams", env: ["HTTP2_MAX_CONCURRENT_STREAMS"], default: "128", .integer(1...65535), help: "Streams one HTTP/2 connection may have open at once")
         static let http2Window = SettingSpec("http2-stream-window", env: ["HTTP2_STREAM_WINDOW"], default: "\(1 << 20)", .integer(65535...Int(Int32.max)), help: "Bytes a peer may send on one HTTP/2 stream before the relay reads them (what a paused stream holds)")
         static let http2HeaderList = SettingSpec("http2-max-header-list", env: ["HTTP2_MAX_HEADER_LIST_SIZE"], default: "16384", .integer(1024...(1 << 20)), help: "Largest HTTP/2 header list (RFC 9113 size); larger requests get 431")
+        static let compression = SettingSpec("compression", env: ["COMPRESSION"], default: "shared", .choice(["shared", "off"]), help: "permessage-deflate (RFC 7692) for WebSockets that offer it: each runner frame compressed once and shared by every compressing browser (shared), or none (off)")
+        static let compressionMin = SettingSpec("compression-min-size", env: ["COMPRESSION_MIN_SIZE"], default: "64", .integer(0...(1 << 20)), help: "Messages smaller than this many bytes are sent uncompressed")
         static let internalSecret = SettingSpec("internal-api-secret", env: ["INTERNAL_API_SECRET"], default: nil, .text, help: "Backend API secret (accepted for compatibility; unused yet)")
         static let backendURL = SettingSpec("backend-url", env: ["BACKEND_URL"], default: nil, .text, help: "Backend URL (accepted for compatibility; unused yet)")
 
@@ -89,7 +96,7 @@ public struct RelaySettings: Sendable {
             jwtIssuer, keepAlive, maxBrowsers, runnerReconnect, pending, relayID, relayRegion, relayCapacity, heartbeat,
             ping, handshake, closeTimeout, maxMessage, outbound, replay, heldInput, lagLimit, lagWindow, placement, origins, grace,
             tls, tlsCert, tlsKey, tlsClientCA, tlsMinVersion, tlsRunnerSubject, http2, http2Streams, http2Window, http2HeaderList,
-            internalSecret, backendURL]
+            compression, compressionMin, internalSecret, backendURL]
     }
 
     /// Resolves and checks every setting; the first bad one stops start-up.
@@ -144,6 +151,8 @@ public struct RelaySettings: Sendable {
         if try s.bool(Spec.tls) {
             r.tls = try TLSSettings.resolve(s, http2: r.http2 != nil)
         }
+        r.compression = try s.choice(Spec.compression)
+        r.compressionMinSize = try s.int(Spec.compressionMin)
         if r.jwtSecrets.isEmpty && !r.dev {
             throw ConfigurationError("jwt-secret (--jwt-secret, JWT_SECRET) is required: set JWT_SECRET to the backend's token secret, or run with --dev for a generated one")
         }

@@ -4,6 +4,9 @@ import Framing
 /// Limits and timings of one server-side WebSocket.
 struct WebSocketSettings: Sendable {
     var maxMessageSize = 4 << 20
+    /// The `Sec-WebSocket-Extensions` answer when permessage-deflate was
+    /// negotiated (nil: uncompressed).
+    var deflateResponse: String? = nil
 }
 
 /// An upgraded connection speaking RFC 6455 as the server: its
@@ -33,14 +36,21 @@ final class WebSocketConnection: MessageStream, ConnectionHandler, LivenessMembe
     private unowned(unsafe) let liveness: LivenessMonitor
     /// The server's (it outlives every connection).
     private unowned(unsafe) let transports: TransportCounters
+    /// permessage-deflate negotiated: the loop's compressor (it outlives
+    /// every connection of the loop); nil: uncompressed.
+    private unowned(unsafe) let deflate: DeflateEncodingCache?
 
-    /// `liveness` is the monitor of `connection`'s loop.
-    init(connection: TCPConnection, settings: WebSocketSettings, liveness: LivenessMonitor, transports: TransportCounters) {
+    /// `liveness` is the monitor of `connection`'s loop, `deflate` its
+    /// compression (when this connection negotiated it).
+    init(connection: TCPConnection, settings: WebSocketSettings, liveness: LivenessMonitor, transports: TransportCounters,
+         deflate: DeflateEncodingCache? = nil) {
         connectionRef = Unmanaged.passUnretained(connection)
         self.liveness = liveness
         self.transports = transports
+        self.deflate = deflate
         transports.opened(.ws)
-        session = WebSocketSession(expectMasked: true, maxMessageSize: settings.maxMessageSize)
+        deflate?.counters.connections.add(1, ordering: .relaxed)
+        session = WebSocketSession(expectMasked: true, maxMessageSize: settings.maxMessageSize, compressed: deflate != nil)
         lastHeard = connection.loop.now()
         super.init()
         liveness.add(self)
@@ -56,8 +66,10 @@ final class WebSocketConnection: MessageStream, ConnectionHandler, LivenessMembe
     @discardableResult
     override func send(_ frame: SlabSlice, kind: MessageKind, messages: UInt32, force: Bool, coalesce: Bool) -> Bool {
         guard session.state == .open else { return false }
+        // Compressed once per run per loop, shared by every compressing subscriber.
+        let out = deflate.map { $0.encoding(of: frame) } ?? frame
         return connectionRef._withUnsafeGuaranteedRef {
-            $0.enqueue(frame, tag: kind.rawValue, messages: messages, force: force, coalesce: coalesce)
+            $0.enqueue(out, tag: kind.rawValue, messages: messages, force: force, coalesce: coalesce)
         }
     }
 
@@ -70,7 +82,7 @@ final class WebSocketConnection: MessageStream, ConnectionHandler, LivenessMembe
     @discardableResult
     func send(opcode: WebSocketOpcode, copying payload: UnsafeRawBufferPointer, kind: MessageKind = .other, force: Bool = false) -> Bool {
         guard session.state == .open else { return false }
-        let slab = ServerFrame.copy(opcode: opcode, payload: payload)
+        let slab = deflate.map { $0.frame(payload, opcode: opcode) } ?? ServerFrame.copy(opcode: opcode, payload: payload)
         defer { slab.release() }
         return connection.enqueue(slab.written, tag: kind.rawValue, force: force)
     }
@@ -82,7 +94,7 @@ final class WebSocketConnection: MessageStream, ConnectionHandler, LivenessMembe
     override func forward(_ message: ReceivedMessage, force: Bool) -> Bool {
         guard session.state == .open else { return false }
         let opcode: WebSocketOpcode = message.isText ? .text : .binary
-        if let frame = message.inPlace, connection.queuedBytes == 0 {
+        if let frame = message.inPlace, connection.queuedBytes == 0, deflate == nil {
             return connection.enqueue(ServerFrame.inPlace(frame, opcode: opcode), force: force)
         }
         return send(opcode: opcode, copying: message.payload, force: force)
@@ -151,7 +163,7 @@ final class WebSocketConnection: MessageStream, ConnectionHandler, LivenessMembe
     func feed(_ bytes: SlabSlice) {
         let base = UnsafeMutableRawPointer(mutating: bytes.start)
         let input = UnsafeMutableRawBufferPointer(start: base, count: bytes.count)
-        session.receive(input) { action in
+        session.receive(input, inflater: deflate?.codec) { action in
             switch action {
             case .deliver(let opcode, let payload, let location):
                 guard let endpoint else { return }
@@ -183,6 +195,7 @@ final class WebSocketConnection: MessageStream, ConnectionHandler, LivenessMembe
         session.transportClosed()
         liveness.remove(self)
         transports.closed(.ws)
+        deflate?.counters.connections.add(-1, ordering: .relaxed)
         transports.closed(.h1)
         closeTimer?.cancel()
         let e = endpoint
