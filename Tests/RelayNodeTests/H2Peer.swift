@@ -70,9 +70,9 @@ final class H2Peer: HTTP2SessionDelegate {
     }
 
     /// Extended CONNECT for a WebSocket to `path`.
-    func webSocket(_ path: String) -> Int32 {
+    func webSocket(_ path: String, headers extra: [HTTP2Header] = []) -> Int32 {
         request([HTTP2Header(":method", "CONNECT"), HTTP2Header(":protocol", "websocket"), HTTP2Header(":scheme", "http"),
-                 HTTP2Header(":path", path), HTTP2Header(":authority", "relay.test"), HTTP2Header("sec-websocket-version", "13")],
+                 HTTP2Header(":path", path), HTTP2Header(":authority", "relay.test"), HTTP2Header("sec-websocket-version", "13")] + extra,
                 body: true)
     }
 

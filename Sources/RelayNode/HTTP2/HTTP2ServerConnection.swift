@@ -21,6 +21,8 @@ struct HTTP2Context {
     var liveness: LivenessMonitor
     /// The loop's shared gRPC encodings of pod frames.
     var grpcEncodings: GRPCEncodingCache
+    /// The loop's permessage-deflate (nil: compression off).
+    var deflate: DeflateEncodingCache?
     var transports: TransportCounters
     var logger: Logger
     /// A plain request (`GET /health`, …) or an extended CONNECT.
@@ -272,11 +274,16 @@ final class HTTP2ServerConnection: ConnectionHandler, HTTP2SessionDelegate, Flus
             }
             let limit = context.streamOutboundLimit
             if webSocket {
+                // permessage-deflate as over HTTP/1.1 (RFC 8441 §5: the same extension headers).
+                let agreement = context.deflate == nil ? nil
+                    : PerMessageDeflateNegotiation.negotiate(head.headers.values("sec-websocket-extensions"))
                 let st = HTTP2WebSocketStream(owner: self, id: id, outboundLimit: limit, maxMessageSize: maxMessageSize,
-                                              closeTimeout: context.closeTimeout)
+                                              closeTimeout: context.closeTimeout, deflate: agreement == nil ? nil : context.deflate)
                 streams[id] = st
                 context.transports.opened(.wsOverH2)
-                submit(st, headers: [HTTP2Header(":status", "200")])
+                var response = [HTTP2Header(":status", "200")]
+                if let agreement { response.append(HTTP2Header("sec-websocket-extensions", agreement.responseValue)) }
+                submit(st, headers: response)
                 let endpoint = makeEndpoint()
                 st.endpoint = endpoint
                 endpoint.streamOpened(st)

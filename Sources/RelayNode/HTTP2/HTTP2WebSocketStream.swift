@@ -14,10 +14,16 @@ final class HTTP2WebSocketStream: HTTP2Stream {
     @exclusivity(unchecked) private var session: WebSocketSession
     private var closeTimer: LoopTimer?
     private let closeTimeout: UInt64
+    /// permessage-deflate negotiated in the CONNECT: the loop's compressor
+    /// (it outlives every stream of the loop).
+    private unowned(unsafe) let deflate: DeflateEncodingCache?
 
-    init(owner: HTTP2ServerConnection, id: Int32, outboundLimit: Int, maxMessageSize: Int, closeTimeout: UInt64) {
-        session = WebSocketSession(expectMasked: true, maxMessageSize: maxMessageSize)
+    init(owner: HTTP2ServerConnection, id: Int32, outboundLimit: Int, maxMessageSize: Int, closeTimeout: UInt64,
+         deflate: DeflateEncodingCache? = nil) {
+        session = WebSocketSession(expectMasked: true, maxMessageSize: maxMessageSize, compressed: deflate != nil)
         self.closeTimeout = closeTimeout
+        self.deflate = deflate
+        deflate?.counters.connections.add(1, ordering: .relaxed)
         super.init(owner: owner, id: id, outboundLimit: outboundLimit)
     }
 
@@ -28,7 +34,8 @@ final class HTTP2WebSocketStream: HTTP2Stream {
 
     override func send(_ frame: SlabSlice, kind: MessageKind, messages: UInt32, force: Bool, coalesce: Bool) -> Bool {
         guard session.state == .open else { return false }
-        return enqueue(frame, tag: kind.rawValue, messages: messages, force: force, coalesce: coalesce)
+        let out = deflate.map { $0.encoding(of: frame) } ?? frame
+        return enqueue(out, tag: kind.rawValue, messages: messages, force: force, coalesce: coalesce)
     }
 
     override func send(copying message: UnsafeRawBufferPointer, kind: MessageKind, force: Bool) -> Bool {
@@ -37,7 +44,7 @@ final class HTTP2WebSocketStream: HTTP2Stream {
 
     private func send(opcode: WebSocketOpcode, copying payload: UnsafeRawBufferPointer, kind: MessageKind = .other, force: Bool) -> Bool {
         guard session.state == .open else { return false }
-        let slab = ServerFrame.copy(opcode: opcode, payload: payload)
+        let slab = deflate.map { $0.frame(payload, opcode: opcode) } ?? ServerFrame.copy(opcode: opcode, payload: payload)
         defer { slab.release() }
         return enqueue(slab.written, tag: kind.rawValue, force: force)
     }
@@ -72,7 +79,7 @@ final class HTTP2WebSocketStream: HTTP2Stream {
     override func deliver(_ data: UnsafeRawBufferPointer) {
         // DATA sits in the loop's read slab (or the held copy): unmasked in place.
         let input = UnsafeMutableRawBufferPointer(mutating: data)
-        session.receive(input) { action in
+        session.receive(input, inflater: deflate?.codec) { action in
             switch action {
             case .deliver(let opcode, let payload, _):
                 endpoint?.stream(self, received: ReceivedMessage(payload: payload, isText: opcode == .text, inPlace: nil))
@@ -91,6 +98,7 @@ final class HTTP2WebSocketStream: HTTP2Stream {
     }
 
     override func streamGone(errorCode: UInt32) {
+        deflate?.counters.connections.add(-1, ordering: .relaxed)
         session.transportClosed()
         closeTimer?.cancel()
         let e = endpoint

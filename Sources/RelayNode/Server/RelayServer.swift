@@ -75,7 +75,8 @@ final class RelayServer: @unchecked Sendable {
         let subject: () -> String? = { [unowned connection] in connection.transport.summary.peerSubject }
         let context = HTTP2Context(
             settings: settings.http2!, streamOutboundLimit: settings.outboundQueueBytes, closeTimeout: settings.closeTimeout,
-            liveness: liveness[loop.index], grpcEncodings: grpcEncodings[loop.index], transports: transports, logger: logger,
+            liveness: liveness[loop.index], grpcEncodings: grpcEncodings[loop.index],
+            deflate: deflate.isEmpty ? nil : deflate[loop.index], transports: transports, logger: logger,
             route: { [unowned self] head, webSocket in routeHTTP2(head, webSocket: webSocket, on: loop, peerSubject: subject) },
             routeGRPC: { [unowned self] head in routeGRPC(head, on: loop, peerSubject: subject) })
         return HTTP2ServerConnection(connection: connection, kind: kind, context: context)
