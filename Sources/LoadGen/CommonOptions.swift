@@ -6,6 +6,7 @@ import RelayClient
 struct CommonOptions: ParsableArguments {
     @Option(help: "relay or nats") var target: String = "relay"
     @Option(help: "How relay clients connect: ws (WebSocket over HTTP/1.1), h2c (WebSockets over HTTP/2, prior knowledge), h2 (the same over TLS with ALPN), grpc (relay.v1.Relay/Attach over h2c, or h2 with --tls).") var transport: String = "ws"
+    @Flag(help: "Offer permessage-deflate on WebSockets (each client compresses what it sends and inflates what it gets, one codec per loop).") var compression = false
     @Option(name: .customLong("streams-per-connection"), help: "HTTP/2 transports: streams multiplexed on one connection (a loop opens another when one is full).") var streamsPerConnection: Int = 100
     @Option(help: "Server base URL (ws://host:port or wss://host:port); nats: its websocket listener.") var url: String = "ws://127.0.0.1:8090"
     @Flag(help: "Connect with TLS (as if the URL were wss://).") var tls = false
@@ -32,6 +33,7 @@ struct CommonOptions: ParsableArguments {
         guard let via = Target.Transport(rawValue: transport) else { throw ValidationError("--transport must be ws, h2c, h2 or grpc") }
         guard via == .ws || kind == .relay else { throw ValidationError("--transport \(transport) is for --target relay") }
         guard streamsPerConnection >= 1 else { throw ValidationError("--streams-per-connection must be ≥ 1") }
+        guard !compression || via == .ws else { throw ValidationError("--compression is for --transport ws (WebSockets over HTTP/1.1)") }
         guard var base = WebSocketURL(url) else { throw ValidationError("--url must look like ws://127.0.0.1:8090 or wss://…") }
         if tls || via == .h2 { base = base.withTLS() }
         var context: TLSContext? = nil
@@ -48,11 +50,12 @@ struct CommonOptions: ParsableArguments {
             for i in 1...sources { addrs.append(try SocketAddress(host: "127.0.0.\(i)", port: 0)) }
         }
         return Target(kind: kind, url: base, secret: secret, issuer: issuer, sources: addrs, tls: context,
-                      transport: via, pool: via == .ws ? nil : HTTP2Pool(streamsPerConnection: streamsPerConnection))
+                      transport: via, pool: via == .ws ? nil : HTTP2Pool(streamsPerConnection: streamsPerConnection),
+                      codecs: compression ? CodecPool() : nil)
     }
 
     enum CodingKeys: CodingKey {
-        case target, transport, streamsPerConnection, url, tls, caFile, insecure, secret, issuer, loops, duration, warmup, connectTimeout, serverPID, sources, json, quiet
+        case target, transport, compression, streamsPerConnection, url, tls, caFile, insecure, secret, issuer, loops, duration, warmup, connectTimeout, serverPID, sources, json, quiet
         case processes, workerIndex, barrier
     }
 }

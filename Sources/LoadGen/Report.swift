@@ -11,6 +11,7 @@ struct Report {
         json.key("scenario"); json.string(scenario)
         json.key("target"); json.string(options.target)
         json.key("transport"); json.string(options.transport)
+        json.key("compression"); json.bool(options.compression)
         json.key("url"); json.string(options.url)
         json.key("client_loops"); json.integer(Int64(options.loops))
         for (k, v) in parameters {

@@ -19,6 +19,8 @@ struct Target: Sendable {
     let transport: Transport
     /// The HTTP/2 connections streams share (nil: WebSocket over HTTP/1.1).
     let pool: HTTP2Pool?
+    /// permessage-deflate codecs, one per loop (nil: no compression offered).
+    let codecs: CodecPool?
 
     func token(pod: String, userID: Int64) -> String {
         let now = Int64(time(nil))
@@ -73,7 +75,7 @@ struct Target: Sendable {
             return h2
         }
         e.client = try WebSocketClient.connect(to: url.with(target: target), on: loop, delegate: e, source: source,
-                                               outboundLimit: 64 << 20, tls: tls)
+                                               outboundLimit: 64 << 20, tls: tls, compression: codecs?.codec(on: loop))
         return e
     }
 }
@@ -92,6 +94,20 @@ final class H2Endpoint: MessageEndpoint, HTTP2ClientStreamDelegate {
     func stream(_ stream: HTTP2ClientStream, received payload: UnsafeRawBufferPointer) { deliver(payload, at: stream.lastReadNanos) }
     func streamDrained(_ stream: HTTP2ClientStream) { onDrained?() }
     func streamClosed(_ stream: HTTP2ClientStream, reason: String) { onClosed?(reason) }
+}
+
+/// One permessage-deflate codec per loop (libdeflate's work areas are
+/// large; a loop's connections use them one at a time). Each loop touches
+/// only its own slot.
+final class CodecPool: @unchecked Sendable {
+    private var codecs: [PerMessageDeflateCodec?] = Array(repeating: nil, count: 256)
+
+    func codec(on loop: EventLoop) -> PerMessageDeflateCodec {
+        if let c = codecs[loop.index] { return c }
+        let c = PerMessageDeflateCodec()
+        codecs[loop.index] = c
+        return c
+    }
 }
 
 /// Per loop, the HTTP/2 connection new streams go on until it carries

@@ -50,8 +50,18 @@ public final class WebSocketClient: ConnectionHandler {
     // directly would check exclusivity on every message.
     public var lastReadNanos: UInt64 { readNanos }
 
-    private init(url: WebSocketURL, headers: [(String, String)], maxMessageSize: Int) {
+    /// permessage-deflate: the codec offered with (shared by the caller's
+    /// connections on one loop), and whether the server accepted.
+    private let codec: PerMessageDeflateCodec?
+    public private(set) var compressed = false
+    private let maxMessageSize: Int
+    /// Messages at least this long are compressed when the server agreed.
+    public var compressionMinSize = 64
+
+    private init(url: WebSocketURL, headers: [(String, String)], maxMessageSize: Int, codec: PerMessageDeflateCodec?) {
         self.url = url
+        self.codec = codec
+        self.maxMessageSize = maxMessageSize
         extraHeaders = headers
         session = WebSocketSession(expectMasked: false, maxMessageSize: maxMessageSize)
         maskState = UInt64.random(in: 1...UInt64.max)
@@ -61,10 +71,11 @@ public final class WebSocketClient: ConnectionHandler {
     public static func connect(
         to url: WebSocketURL, on loop: EventLoop, delegate: any WebSocketClientDelegate,
         headers: [(String, String)] = [], source: SocketAddress? = nil, maxMessageSize: Int = 64 << 20,
-        outboundLimit: Int = 1 << 20, configure: ((Int32) -> Void)? = nil, tls: TLSContext? = nil
+        outboundLimit: Int = 1 << 20, configure: ((Int32) -> Void)? = nil, tls: TLSContext? = nil,
+        compression: PerMessageDeflateCodec? = nil
     ) throws -> WebSocketClient {
         if url.secure && tls == nil { throw SystemError("connect", code: EINVAL, detail: "\(url) needs a TLS client context") }
-        let client = WebSocketClient(url: url, headers: headers, maxMessageSize: maxMessageSize)
+        let client = WebSocketClient(url: url, headers: headers, maxMessageSize: maxMessageSize, codec: compression)
         client.delegate = delegate
         let host = url.host
         client.connection = try TCPConnection.connect(
@@ -88,6 +99,19 @@ public final class WebSocketClient: ConnectionHandler {
     @discardableResult
     public func send(_ opcode: WebSocketOpcode = .binary, _ payload: UnsafeRawBufferPointer, force: Bool = false) -> Bool {
         guard handshake == .done, session.state == .open || (session.state == .closing && opcode == .close) else { return false }
+        if compressed, let codec, !opcode.isControl, payload.count >= compressionMinSize {
+            // Each message on its own (the server asked for client_no_context_takeover).
+            let room = codec.compressBound(payload.count)
+            let deflated = UnsafeMutableRawBufferPointer.allocate(byteCount: room, alignment: 1)
+            defer { deflated.deallocate() }
+            let n = codec.compress(payload, to: deflated.baseAddress!, capacity: room)
+            let body = UnsafeRawBufferPointer(start: deflated.baseAddress, count: n)
+            let slab = Slab.allocate(capacity: WebSocketEncoder.clientFrameSize(payloadLength: n))
+            defer { slab.release() }
+            slab.used = WebSocketEncoder.writeClientFrame(opcode: opcode, payload: body, maskKey: nextMask(), to: slab.base)
+            slab.base.storeBytes(of: slab.base.load(as: UInt8.self) | 0x40, as: UInt8.self)     // RSV1: compressed
+            return connection.enqueue(slab.written, force: force)
+        }
         let size = WebSocketEncoder.clientFrameSize(payloadLength: payload.count)
         let slab = Slab.allocate(capacity: size)
         defer { slab.release() }
@@ -119,6 +143,7 @@ public final class WebSocketClient: ConnectionHandler {
         key = Base64.encode(raw)
         var head = "GET \(url.target) HTTP/1.1\r\nHost: \(url.host):\(url.port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         head += "Sec-WebSocket-Key: \(key)\r\nSec-WebSocket-Version: 13\r\n"
+        if codec != nil { head += "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" }
         for (k, v) in extraHeaders { head += "\(k): \(v)\r\n" }
         head += "\r\n"
         handshake = .handshaking
@@ -148,6 +173,19 @@ public final class WebSocketClient: ConnectionHandler {
                 fail("bad Sec-WebSocket-Accept")
                 return
             }
+            // permessage-deflate, if the server took the offer (its answer
+            // must keep to what was offered: no context takeover is fine).
+            let extensions = lines.dropFirst().filter { $0.lowercased().hasPrefix("sec-websocket-extensions:") }
+                .map { String($0.dropFirst("sec-websocket-extensions:".count)).trimmingCharacters() }
+            if !extensions.isEmpty {
+                guard codec != nil, extensions.count == 1,
+                      extensions[0].lowercased().hasPrefix(PerMessageDeflateNegotiation.token) else {
+                    fail("the server answered an extension that was not offered: \(extensions)")
+                    return
+                }
+                compressed = true
+                session = WebSocketSession(expectMasked: false, maxMessageSize: maxMessageSize, compressed: true)
+            }
             handshake = .done
             let rest = Array(response[(end + 4)...])
             response = []
@@ -167,7 +205,7 @@ public final class WebSocketClient: ConnectionHandler {
         let input = UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(mutating: bytes.start), count: bytes.count)
         // One reference to the delegate per read, not one per message.
         let receiver = delegate
-        session.receive(input) { action in
+        session.receive(input, inflater: compressed ? codec : nil) { action in
             switch action {
             case .deliver(let opcode, let payload, _):
                 receiver?.client(self, received: opcode, payload: payload)
