@@ -22,6 +22,7 @@ struct AttachCommand: ParsableCommand {
     @Option(help: "The relay's JWT secret: mint a fresh runner token per connection [JWT_SECRET].") var secret: String?
     @Option(help: "Issuer claim of minted tokens.") var issuer = "agentsmesh-relay"
     @Option(name: .customLong("log-level")) var logLevel = "notice"
+    @Flag(help: "Offer permessage-deflate: the command's output goes up compressed when the relay agrees.") var compression = false
     @Argument(parsing: .captureForPassthrough, help: "The command and its arguments (after --).") var command: [String] = []
 
     func run() throws {
@@ -45,7 +46,8 @@ struct AttachCommand: ParsableCommand {
         let fixed = token
         let pod = self.pod, issuer = self.issuer
         let group = try EventLoopGroup(loopCount: 1)
-        let runner = PTYRunner(group: group, base: base, tls: tls, podKey: pod, logger: logger) {
+        let runner = PTYRunner(group: group, base: base, tls: tls, compression: compression ? PerMessageDeflateCodec() : nil,
+                               podKey: pod, logger: logger) {
             if let fixed { return fixed }
             return DevMode.mint(secret: secret!, podKey: pod, userID: 0, issuer: issuer, lifetime: 3600)
         }

@@ -38,7 +38,12 @@ final class PTYRunner: WebSocketClientDelegate, ConnectionHandler {
     /// Client context for wss:// (nil for ws://).
     let tls: TLSContext?
 
-    init(group: EventLoopGroup, base: WebSocketURL, tls: TLSContext? = nil, podKey: String, logger: Logger, token: @escaping () -> String) {
+    /// permessage-deflate offered (nil: not).
+    let compression: PerMessageDeflateCodec?
+
+    init(group: EventLoopGroup, base: WebSocketURL, tls: TLSContext? = nil, compression: PerMessageDeflateCodec? = nil,
+         podKey: String, logger: Logger, token: @escaping () -> String) {
+        self.compression = compression
         self.tls = tls
         self.group = group
         loop = group.loops[0]
@@ -68,7 +73,8 @@ final class PTYRunner: WebSocketClientDelegate, ConnectionHandler {
         connectStarted = MonotonicClock.now()
         let target = "/runner/relay?token=\(tokenSource())"
         do {
-            client = try WebSocketClient.connect(to: base.with(target: target), on: loop, delegate: self, tls: tls)
+            client = try WebSocketClient.connect(to: base.with(target: target), on: loop, delegate: self, tls: tls,
+                                                 compression: compression)
         } catch {
             logger.warning("connect failed", metadata: ["error": "\(error)"])
             scheduleReconnect()
