@@ -112,6 +112,24 @@ import Framing
         #expect(costs[1].0 == costs[0].0, "the same with 40 browsers: \(costs)")
     }
 
+    /// The replay ring sent again to browsers that attach is compressed
+    /// once, not once per browser.
+    @Test func theRingIsCompressedOnceForEveryAttachingBrowser() throws {
+        let h = try RelayHarness { $0.pod.maxBrowsers = 100 }
+        let runner = try h.runner("ring")
+        for i in 0..<200 { let f = Self.text(i); runner.send(f[0], Array(f.dropFirst())) }
+        #expect(h.server.compression.compressions.load(ordering: .relaxed) == 0, "nobody compressing yet")
+        let first = try compressingBrowser(h, "ring")
+        var reader = Reader()
+        reader.read(first)
+        let afterFirst = h.server.compression.compressions.load(ordering: .relaxed)
+        #expect(afterFirst > 0)
+        #expect(reader.messages.filter { $0.first == Self.output }.count == 200, "the ring replayed (instant attach)")
+        for _ in 0..<9 { _ = try compressingBrowser(h, "ring") }
+        #expect(h.server.compression.compressions.load(ordering: .relaxed) == afterFirst,
+                "nine more attaches, no more compressions")
+    }
+
     /// A deflate bomb: a small compressed message that inflates past the
     /// limit is closed with 1009 before it is inflated past it.
     @Test func aBombIsClosedWith1009() throws {

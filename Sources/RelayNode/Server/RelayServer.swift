@@ -53,7 +53,9 @@ final class RelayServer: @unchecked Sendable {
         grpcEncodings = self.loops.map { _ in GRPCEncodingCache() }
         let compression = self.compression
         deflate = settings.compression == "off" ? [] : self.loops.map { _ in
-            DeflateEncodingCache(minimumSize: settings.compressionMinSize, counters: compression)
+            // Keep a replay ring's worth of compressed frames (at least 1 MiB).
+            DeflateEncodingCache(minimumSize: settings.compressionMinSize, counters: compression,
+                                 keptBytes: max(settings.pod.replayRingBytes, 1 << 20))
         }
         tls = try settings.tls.map { try TLSService(settings: $0) }
     }

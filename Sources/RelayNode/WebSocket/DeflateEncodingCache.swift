@@ -11,34 +11,108 @@ import Framing
 ///
 /// A run of server frames becomes one slab of frames: each payload of at
 /// least `minimumSize` bytes compressed (RSV1 set), smaller ones copied as
-/// they are (RSV1 clear). The cache holds one count on the run it encoded
-/// (so its address cannot be reused while it is the key) and one on the
-/// encoding, until the next run. Loop-confined, but for the counters.
+/// they are (RSV1 clear). Encodings are kept, bounded, beside the runs they
+/// came from (each holding a count on its run, so the run's address cannot
+/// be reused while it is a key): a pod's ring sent again to an attaching or
+/// resuming browser is not compressed again. Loop-confined, but for the
+/// counters.
 final class DeflateEncodingCache {
     let codec: PerMessageDeflateCodec
     let minimumSize: Int
     let counters: CompressionCounters
-    private var source: SlabSlice?
-    private var encoded: SlabSlice?
+    /// The most recent encoding (the fan-out hands every subscriber the
+    /// same run in a row: no hashing on that path).
+    private var lastSource: SlabSlice?
+    private var lastEncoded: SlabSlice?
+    /// Earlier encodings, so that a pod's replay ring sent again (instant
+    /// attach, resume, catch-up after a lag) is not compressed again: at
+    /// most `keptBytes` of encodings, the oldest dropped first.
+    private var kept: [Key: SlabSlice] = [:]
+    private var order: [Key] = []
+    private var orderHead = 0
+    private var keptTotal = 0
+    let keptBytes: Int
 
-    init(minimumSize: Int, counters: CompressionCounters, level: Int32 = 6) {
+    /// A run by its bytes' address and length; its source is held (counted)
+    /// while it is a key, so the address cannot be reused meanwhile.
+    private struct Key: Hashable {
+        let start: UnsafeRawPointer
+        let count: Int
+        let source: SlabSlice
+
+        static func == (a: Key, b: Key) -> Bool { a.start == b.start && a.count == b.count }
+        func hash(into h: inout Hasher) {
+            h.combine(start)
+            h.combine(count)
+        }
+    }
+
+    /// `keptBytes`: how much is kept for runs sent again (the encodings
+    /// and the runs they hold on to: a replay ring's worth).
+    init(minimumSize: Int, counters: CompressionCounters, keptBytes: Int = 1 << 20, level: Int32 = 6) {
         codec = PerMessageDeflateCodec(level: level)
         self.minimumSize = minimumSize
         self.counters = counters
+        self.keptBytes = keptBytes
     }
 
     deinit {
-        source?.release()
-        encoded?.release()
+        lastSource?.release()
+        lastEncoded?.release()
+        for (k, e) in kept {
+            k.source.release()
+            e.release()
+        }
     }
 
     /// `run`'s frames as sent to a compressing subscriber, uncounted: valid
     /// until the next call; queue it to keep it.
     func encoding(of run: SlabSlice) -> SlabSlice {
-        if let s = source, let e = encoded, s.start == run.start, s.count == run.count,
-           s.slab.toOpaque() == run.slab.toOpaque() {
+        if let s = lastSource, let e = lastEncoded, s.start == run.start, s.count == run.count {
             return e
         }
+        let probe = Key(start: run.start, count: run.count, source: run)
+        let encoded: SlabSlice
+        if let e = kept[probe] {
+            encoded = e
+        } else {
+            encoded = encode(run)
+            keep(run, encoded)
+        }
+        lastSource?.release()
+        lastEncoded?.release()
+        run.retain()
+        encoded.retain()
+        lastSource = run
+        lastEncoded = encoded
+        return encoded
+    }
+
+    /// Keeps `encoded` (one count, this call's) for `run`, dropping the
+    /// oldest encodings past `keptBytes`.
+    private func keep(_ run: SlabSlice, _ encoded: SlabSlice) {
+        run.retain()
+        let key = Key(start: run.start, count: run.count, source: run)
+        kept[key] = encoded
+        order.append(key)
+        // Both count: the encoding, and the run it keeps from being freed.
+        keptTotal += encoded.count + run.count
+        while keptTotal > keptBytes && orderHead < order.count - 1 {
+            let old = order[orderHead]
+            orderHead += 1
+            if let e = kept.removeValue(forKey: old) {
+                keptTotal -= e.count + old.count
+                e.release()
+                old.source.release()
+            }
+        }
+        if orderHead > 1024 && orderHead * 2 > order.count {
+            order.removeFirst(orderHead)
+            orderHead = 0
+        }
+    }
+
+    private func encode(_ run: SlabSlice) -> SlabSlice {
         var bound = 0
         var offset = 0
         while offset < run.count {
@@ -55,12 +129,7 @@ final class DeflateEncodingCache {
             slab.used += write(payload, opcode: WebSocketOpcode(rawValue: first & 0x0F) ?? .binary, to: slab.base + slab.used)
             offset += header + length
         }
-        source?.release()
-        encoded?.release()
-        run.retain()
-        source = run
-        encoded = slab.written          // the slab's one count is the cache's
-        return slab.written
+        return slab.written          // the slab's one count is the caller's
     }
 
     /// One server frame for `payload` at `out` (room for the header and
