@@ -28,9 +28,11 @@ let package = Package(
         // (hiredis 0.14, for the cluster issue: built once a target uses it).
         .systemLibrary(name: "CNghttp2", path: "Sources/CNghttp2", pkgConfig: "libnghttp2",
                        providers: [.apt(["libnghttp2-dev"])]),
-        // permessage-deflate (RFC 7692): one-shot raw DEFLATE, no stream state.
+        // permessage-deflate (RFC 7692)'s inflater: one-shot raw DEFLATE, no stream state.
         .systemLibrary(name: "CLibdeflate", path: "Sources/CLibdeflate", pkgConfig: "libdeflate",
                        providers: [.apt(["libdeflate-dev"])]),
+        // permessage-deflate's compressor: zlib's sync flush, the form every client reads.
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CHiredis", path: "Sources/CHiredis", pkgConfig: "hiredis",
                        providers: [.apt(["libhiredis-dev"])]),
         .target(name: "Reactor", dependencies: ["CReactor"]),
@@ -39,7 +41,7 @@ let package = Package(
         // TLS as a Reactor transport: contexts (server, client), the transport.
         .target(name: "TLS", dependencies: ["Reactor", "CTLS", "COpenSSL"]),
         // Sans-I/O codecs: bytes in, events out.
-        .target(name: "Framing", dependencies: ["COpenSSL", "CNghttp2", "CLibdeflate"]),
+        .target(name: "Framing", dependencies: ["COpenSSL", "CNghttp2", "CLibdeflate", "CZlib"]),
         // Pseudo-terminals for `relay attach` (forkpty, TIOCSWINSZ).
         .target(name: "CPTY"),
         // Client-side WebSocket on the Reactor: `relay attach` and `loadgen`.

@@ -26,7 +26,8 @@ DEB_PACKAGES=(
     pkg-config
     libssl-dev          # TLS (OpenSSL)
     libnghttp2-dev      # HTTP/2
-    libdeflate-dev      # permessage-deflate
+    libdeflate-dev      # permessage-deflate (inflate)
+    zlib1g-dev          # permessage-deflate (deflate)
     libhiredis-dev      # cluster topology in Redis
     redis-server        # cluster tests
     chromium            # browser-page tests

@@ -16,7 +16,15 @@ from pathlib import Path
 KOSOKU = Path(sys.executable).parent / "kosoku"
 
 # Autobahn sections run here and how many cases each holds. 12.* and 13.*
-# (permessage-deflate) are left out: the relay does not negotiate compression.
+# (permessage-deflate) are left out although the relay negotiates it (on
+# /test/echo too): kosoku 0.1.0 cannot run them. Its inflater spins at 100%
+# CPU forever on a compressed message that ends with a final DEFLATE block
+# (RFC 7692 §7.2.3.3, which is how the relay compresses; a zlib echo server
+# that sync-flushes passes), and its 12.x/13.x case code hashes the str
+# kosoku hands it for an uncompressed echo (the relay sends messages under
+# 64 B uncompressed): "Strings must be encoded before hashing". The offers
+# the relay declines (13.3.*, 13.5.*: server_max_window_bits=9) would end
+# UNIMPLEMENTED. test_compression.py covers the same ground with `websockets`.
 SECTIONS = {"1": 16, "2": 11, "3": 7, "4": 10, "5": 20, "6": 145, "7": 37, "9": 54, "10": 1}
 
 ACCEPTED = {"OK", "NON-STRICT", "INFORMATIONAL"}

@@ -1,13 +1,16 @@
 import CLibdeflate
+import CZlib
 
 /// DEFLATE for permessage-deflate messages (RFC 7692 §7.2) with no context
-/// takeover either way, through libdeflate's one-shot calls: no stream
-/// state lives between messages, so one codec serves every connection of a
-/// loop. Not thread-safe: one per loop (it owns libdeflate's work areas).
+/// takeover either way: no stream state lives between messages, so one
+/// codec serves every connection of a loop. Not thread-safe: one per loop
+/// (it owns the libraries' work areas).
 ///
-/// Out (§7.2.1, §7.2.3.3): libdeflate ends the data with a final block
-/// (BFINAL=1); per §7.2.1 an empty stored block is appended and its last
-/// four octets (00 00 FF FF) removed, which leaves one 0x00 octet.
+/// Out (§7.2.1): zlib, reset per message, with a sync flush, its trailing
+/// 00 00 FF FF removed: the form every client reads. (libdeflate compresses
+/// faster but can only end with a final block (BFINAL=1), which §7.2.3.3
+/// allows and which several clients mishandle: OkHttp and kosoku loop
+/// forever on it.)
 ///
 /// In (§7.2.2): the sender removed 00 00 FF FF; they are appended again,
 /// and then an empty final block (03 00), because libdeflate's one-shot
@@ -23,38 +26,50 @@ public final class PerMessageDeflateCodec {
     }
 
     public let level: Int32
-    private let compressor: OpaquePointer
+    /// zlib's deflate state (raw, 32 KiB window), reset per message.
+    private let stream: UnsafeMutablePointer<z_stream>
     private let decompressor: OpaquePointer
     /// Inflate output, grown as needed up to the largest limit asked for,
     /// released by `shrink` (a loop calls it when idle).
     private var scratch: UnsafeMutableRawBufferPointer
 
-    /// `level`: libdeflate's 1 (fastest) to 12 (smallest).
+    /// `level`: zlib's 1 (fastest) to 9 (smallest).
     public init(level: Int32 = 6) {
         self.level = level
-        compressor = libdeflate_alloc_compressor(level)
+        stream = .allocate(capacity: 1)
+        stream.initialize(to: z_stream())
+        let rc = czlib_deflate_init_raw(stream, level)
+        precondition(rc == Z_OK, "deflateInit2: \(rc)")
         decompressor = libdeflate_alloc_decompressor()
         scratch = UnsafeMutableRawBufferPointer(start: nil, count: 0)
     }
 
     deinit {
-        libdeflate_free_compressor(compressor)
+        deflateEnd(stream)
+        stream.deinitialize(count: 1)
+        stream.deallocate()
         libdeflate_free_decompressor(decompressor)
         scratch.deallocate()
     }
 
     /// Room `compress` may need for `count` bytes of message.
     public func compressBound(_ count: Int) -> Int {
-        libdeflate_deflate_compress_bound(compressor, count) + 1
+        Int(deflateBound(stream, uLong(count))) + 16      // and the sync flush's empty block
     }
 
     /// Compresses one message into `out` (at least `compressBound` bytes);
     /// returns the payload's length.
     public func compress(_ message: UnsafeRawBufferPointer, to out: UnsafeMutableRawPointer, capacity: Int) -> Int {
-        let n = libdeflate_deflate_compress(compressor, message.baseAddress, message.count, out, capacity)
-        precondition(n > 0 && n < capacity, "compressBound was not respected")
-        out.storeBytes(of: 0, toByteOffset: n, as: UInt8.self)      // the empty stored block's first octet
-        return n + 1
+        deflateReset(stream)
+        stream.pointee.next_in = UnsafeMutablePointer(mutating: message.baseAddress?.assumingMemoryBound(to: Bytef.self))
+        stream.pointee.avail_in = uInt(message.count)
+        stream.pointee.next_out = out.assumingMemoryBound(to: Bytef.self)
+        stream.pointee.avail_out = uInt(capacity)
+        let rc = deflate(stream, Z_SYNC_FLUSH)
+        let n = capacity - Int(stream.pointee.avail_out)
+        precondition(rc == Z_OK && stream.pointee.avail_in == 0 && n >= 4, "compressBound was not respected")
+        // The sync flush ends with 00 00 FF FF; the receiver puts it back (§7.2.1).
+        return n - 4
     }
 
     public func compress(_ message: [UInt8]) -> [UInt8] {

@@ -45,6 +45,7 @@ public enum PerMessageDeflateNegotiation {
         parts.removeFirst()
         var seen = Set<String>()
         var clientBits = 15
+        var serverBitsOffered = false
         for part in parts {
             let (key, value) = keyValue(part)
             guard !key.isEmpty, seen.insert(key).inserted else { return nil }
@@ -53,6 +54,7 @@ public enum PerMessageDeflateNegotiation {
                 guard value == nil else { return nil }
             case "server_max_window_bits":
                 guard let v = value, let bits = windowBits(v), bits == 15 else { return nil }
+                serverBitsOffered = true
             case "client_max_window_bits":
                 if let v = value {
                     guard let bits = windowBits(v) else { return nil }
@@ -62,8 +64,11 @@ public enum PerMessageDeflateNegotiation {
                 return nil
             }
         }
-        return Agreement(responseValue: "\(token); server_no_context_takeover; client_no_context_takeover",
-                         clientMaxWindowBits: clientBits)
+        // An offered server_max_window_bits is accepted by answering it
+        // (§7.1.2.1); 15 is the only value the relay takes.
+        var response = "\(token); server_no_context_takeover; client_no_context_takeover"
+        if serverBitsOffered { response += "; server_max_window_bits=15" }
+        return Agreement(responseValue: response, clientMaxWindowBits: clientBits)
     }
 
     /// 8...15 as 1*DIGIT without leading zeros, bare or quoted (§7.1.2).
