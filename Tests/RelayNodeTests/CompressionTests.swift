@@ -130,6 +130,30 @@ import Framing
                 "nine more attaches, no more compressions")
     }
 
+    /// Found by the benchmark: kept encodings pinned whole arena chunks
+    /// beyond their budget. What is kept is bounded by what it keeps
+    /// allocated, and notices are not kept at all.
+    @Test func keptEncodingsAreBoundedByWhatTheyPin() {
+        let cache = DeflateEncodingCache(minimumSize: 16, counters: CompressionCounters(), keptBytes: 512 << 10)
+        var arena = FrameArena()
+        var slabs: [SlabSlice] = []
+        for i in 0..<400 {
+            // A pod each time: a frame in a 64 KiB chunk of its own (new arena).
+            var own = FrameArena()
+            let f = Array("pod \(i): some terminal output that compresses\r\n".utf8)
+            let frame = f.withUnsafeBytes { own.frame(payload: $0) }
+            _ = cache.encoding(of: frame, keep: true)
+            frame.release()
+            #expect(cache.keptTotal <= cache.keptBytes + (64 << 10) + 4096)
+        }
+        let kept = cache.keptCount
+        let notice = Array("presence".utf8).withUnsafeBytes { arena.frame(payload: $0) }
+        _ = cache.encoding(of: notice, keep: false)
+        #expect(cache.keptCount == kept, "a notice is not kept")
+        notice.release()
+        _ = slabs
+    }
+
     /// A deflate bomb: a small compressed message that inflates past the
     /// limit is closed with 1009 before it is inflated past it.
     @Test func aBombIsClosedWith1009() throws {

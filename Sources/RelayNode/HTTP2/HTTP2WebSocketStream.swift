@@ -34,7 +34,7 @@ final class HTTP2WebSocketStream: HTTP2Stream {
 
     override func send(_ frame: SlabSlice, kind: MessageKind, messages: UInt32, force: Bool, coalesce: Bool) -> Bool {
         guard session.state == .open else { return false }
-        let out = deflate.map { $0.encoding(of: frame) } ?? frame
+        let out = deflate.map { $0.encoding(of: frame, keep: kind == .replayable || kind == .snapshot) } ?? frame
         return enqueue(out, tag: kind.rawValue, messages: messages, force: force, coalesce: coalesce)
     }
 

@@ -53,9 +53,10 @@ final class RelayServer: @unchecked Sendable {
         grpcEncodings = self.loops.map { _ in GRPCEncodingCache() }
         let compression = self.compression
         deflate = settings.compression == "off" ? [] : self.loops.map { _ in
-            // Keep a replay ring's worth of compressed frames (at least 1 MiB).
+            // Room for a replay ring's compressed frames and the arena chunks
+            // they pin (at least 3 MiB per loop, counted as allocated).
             DeflateEncodingCache(minimumSize: settings.compressionMinSize, counters: compression,
-                                 keptBytes: max(settings.pod.replayRingBytes, 1 << 20))
+                                 keptBytes: 3 * max(settings.pod.replayRingBytes, 1 << 20))
         }
         tls = try settings.tls.map { try TLSService(settings: $0) }
     }

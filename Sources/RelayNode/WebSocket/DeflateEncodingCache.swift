@@ -30,8 +30,10 @@ final class DeflateEncodingCache {
     private var kept: [Key: SlabSlice] = [:]
     private var order: [Key] = []
     private var orderHead = 0
-    private var keptTotal = 0
+    private(set) var keptTotal = 0
     let keptBytes: Int
+    /// Encodings kept past the next call (tests).
+    var keptCount: Int { kept.count }
 
     /// A run by its bytes' address and length; its source is held (counted)
     /// while it is a key, so the address cannot be reused meanwhile.
@@ -66,18 +68,21 @@ final class DeflateEncodingCache {
     }
 
     /// `run`'s frames as sent to a compressing subscriber, uncounted: valid
-    /// until the next call; queue it to keep it.
-    func encoding(of run: SlabSlice) -> SlabSlice {
+    /// until the next call; queue it to keep it. Only frames a pod can send
+    /// again (`keep`: replayable frames and snapshots) are kept past the next
+    /// call; notices are not.
+    func encoding(of run: SlabSlice, keep keepIt: Bool = true) -> SlabSlice {
         if let s = lastSource, let e = lastEncoded, s.start == run.start, s.count == run.count {
             return e
         }
         let probe = Key(start: run.start, count: run.count, source: run)
         let encoded: SlabSlice
+        var fresh = false               // holds encode()'s count, not kept
         if let e = kept[probe] {
             encoded = e
         } else {
             encoded = encode(run)
-            keep(run, encoded)
+            if keepIt { keep(run, encoded) } else { fresh = true }
         }
         lastSource?.release()
         lastEncoded?.release()
@@ -85,6 +90,7 @@ final class DeflateEncodingCache {
         encoded.retain()
         lastSource = run
         lastEncoded = encoded
+        if fresh { encoded.release() }
         return encoded
     }
 
@@ -95,13 +101,17 @@ final class DeflateEncodingCache {
         let key = Key(start: run.start, count: run.count, source: run)
         kept[key] = encoded
         order.append(key)
-        // Both count: the encoding, and the run it keeps from being freed.
-        keptTotal += encoded.count + run.count
+        // What really stays allocated counts: the encoding's slab, and the
+        // whole buffer the run lies in (a pod's 64 KiB arena chunk, counted
+        // once however many kept runs lie in it), which the kept count holds
+        // on to. So the bound is memory, not bytes of frames, however many
+        // pods come and go.
+        keptTotal += Self.footprint(encoded) + pin(run)
         while keptTotal > keptBytes && orderHead < order.count - 1 {
             let old = order[orderHead]
             orderHead += 1
             if let e = kept.removeValue(forKey: old) {
-                keptTotal -= e.count + old.count
+                keptTotal -= Self.footprint(e) + unpin(old.source)
                 e.release()
                 old.source.release()
             }
@@ -110,6 +120,32 @@ final class DeflateEncodingCache {
             order.removeFirst(orderHead)
             orderHead = 0
         }
+    }
+
+    /// Kept runs per source slab: a slab's capacity counts once.
+    private var pins: [UnsafeMutableRawPointer: Int] = [:]
+
+    /// Bytes newly held by keeping a run in `s`'s slab (its capacity the first time).
+    private func pin(_ s: SlabSlice) -> Int {
+        let id = s.slab.toOpaque()
+        pins[id, default: 0] += 1
+        return pins[id] == 1 ? Self.footprint(s) : 0
+    }
+
+    private func unpin(_ s: SlabSlice) -> Int {
+        let id = s.slab.toOpaque()
+        guard let n = pins[id] else { return 0 }
+        if n > 1 {
+            pins[id] = n - 1
+            return 0
+        }
+        pins[id] = nil
+        return Self.footprint(s)
+    }
+
+    /// The allocation a slice keeps alive (its slab's capacity, at least its bytes).
+    static func footprint(_ s: SlabSlice) -> Int {
+        max(s.count, s.slab._withUnsafeGuaranteedRef { $0.capacity })
     }
 
     private func encode(_ run: SlabSlice) -> SlabSlice {

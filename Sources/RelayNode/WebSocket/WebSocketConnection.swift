@@ -67,7 +67,7 @@ final class WebSocketConnection: MessageStream, ConnectionHandler, LivenessMembe
     override func send(_ frame: SlabSlice, kind: MessageKind, messages: UInt32, force: Bool, coalesce: Bool) -> Bool {
         guard session.state == .open else { return false }
         // Compressed once per run per loop, shared by every compressing subscriber.
-        let out = deflate.map { $0.encoding(of: frame) } ?? frame
+        let out = deflate.map { $0.encoding(of: frame, keep: kind == .replayable || kind == .snapshot) } ?? frame
         return connectionRef._withUnsafeGuaranteedRef {
             $0.enqueue(out, tag: kind.rawValue, messages: messages, force: force, coalesce: coalesce)
         }
