@@ -26,6 +26,17 @@ against the relay and nghttpd; writes Benchmarks/results/<date>-http2.md.
 Needs release builds of relay and loadgen (make bench builds them) and
 nats-server (installed with apt if absent); a C compiler and libcrypto
 (libssl-dev) for the C columns, which are left out without them.
+
+       .venv/bin/python Benchmarks/compare.py --compression [--reps 3] [--quick]
+The permessage-deflate section instead (Benchmarks/compressionbench.py,
+about 6 minutes): zlib vs libdeflate on a recorded terminal trace
+(Benchmarks/deflate/deflate_compare.c), then the relay with
+--compression shared and off: bytes on the wire per frame, fan-out 1→100 of
+the trace (Benchmarks/deflate/pmd_fanout.c: loadgen offers no compression),
+memory per idle compressing connection, the cost of a join with a full
+replay ring; writes Benchmarks/results/<date>-compression.md. Needs zlib1g-dev
+and libdeflate-dev for the C programs and the websockets package in .venv.
+
 RELAY_BIN and LOADGEN_BIN override the binaries (default .build/release/…),
 C_BUILD_DIR where the C programs are built (default .build).
 """
@@ -181,7 +192,9 @@ def main():
                     help="the TLS section instead: ws:// vs wss:// fan-out, handshakes/s, callgrind (<date>-tls.md)")
     ap.add_argument("--http2", action="store_true",
                     help="the HTTP/2 section instead: ws/h2c/gRPC/h2 fan-out, echo, h2load vs nghttpd (<date>-http2.md)")
-    ap.add_argument("--reps", type=int, default=None, help="--tls, --http2: interleaved repetitions (default 3, 1 with --quick)")
+    ap.add_argument("--compression", action="store_true",
+                    help="the permessage-deflate section instead: zlib vs libdeflate, wire bytes, fan-out, idle memory (<date>-compression.md)")
+    ap.add_argument("--reps", type=int, default=None, help="--tls, --http2, --compression: interleaved repetitions (default 3, 1 with --quick)")
     ap.add_argument("--handshake-seconds", type=float, default=None, help="--tls: seconds per s_time run (default 5)")
     ap.add_argument("--handshake-procs", type=int, default=2, help="--tls: s_time processes at once")
     ap.add_argument("--callgrind-seconds", type=float, default=5,
@@ -195,6 +208,10 @@ def main():
     for exe in (RELAY, LOADGEN):
         if not os.path.exists(exe):
             sys.exit(f"missing {exe}: run `swift build -c release` first")
+    if opts.compression:
+        import compressionbench
+        compressionbench.main(opts, d)
+        return
     ensure_nats()
     if opts.tls:
         tls_main(opts, d)
