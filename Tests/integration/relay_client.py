@@ -525,6 +525,11 @@ class RawWebSocket:
             self.buf += chunk
 
     def recv_frame(self, timeout: float = 5.0) -> tuple[bool, int, bytes]:
+        b0, payload = self.recv_frame_raw(timeout)
+        return bool(b0 & 0x80), b0 & 0x0F, payload
+
+    def recv_frame_raw(self, timeout: float = 5.0) -> tuple[int, bytes]:
+        """The next frame: its first header byte (FIN, RSV bits, opcode) and payload."""
         deadline = time.monotonic() + timeout
         self._fill(2, deadline)
         b0, b1 = self.buf[0], self.buf[1]
@@ -542,7 +547,7 @@ class RawWebSocket:
         self._fill(hlen + n, deadline)
         payload = bytes(self.buf[hlen:hlen + n])
         del self.buf[:hlen + n]
-        return bool(b0 & 0x80), b0 & 0x0F, payload
+        return b0, payload
 
     def recv_message(self, timeout: float = 5.0) -> RawMessage:
         """A whole message or control frame (fragments reassembled)."""

@@ -264,24 +264,7 @@ def inflate_alone(payload: bytes) -> tuple[bytes, zlib._Decompress]:
 def recv_frame_rsv(raw: RawWebSocket, timeout: float = 5.0) -> tuple[int, bytes]:
     """The next frame from the relay: (first header byte, payload). Unlike
     RawWebSocket.recv_frame it keeps the RSV bits."""
-    deadline = time.monotonic() + timeout
-    raw._fill(2, deadline)
-    b0, b1 = raw.buf[0], raw.buf[1]
-    assert not b1 & 0x80, "server frames must not be masked"
-    n = b1 & 0x7F
-    hlen = 2
-    if n == 126:
-        raw._fill(4, deadline)
-        n = struct.unpack(">H", raw.buf[2:4])[0]
-        hlen = 4
-    elif n == 127:
-        raw._fill(10, deadline)
-        n = struct.unpack(">Q", raw.buf[2:10])[0]
-        hlen = 10
-    raw._fill(hlen + n, deadline)
-    payload = bytes(raw.buf[hlen:hlen + n])
-    del raw.buf[:hlen + n]
-    return b0, payload
+    return raw.recv_frame_raw(timeout)
 
 
 def expect_close(raw: RawWebSocket, timeout: float = 10.0) -> tuple[int | None, str, list]:
