@@ -43,7 +43,7 @@ from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFact
 from conftest import HOST, over_transport
 from relay_client import (
     INPUT, OUTPUT, RESYNC, Collector, Pacer, Peer, PeerClosed, RawWebSocket, browser_token,
-    build_query, describe, frame, new_pod, relay_path, run, runner_token, stats, vm_rss_bytes,
+    build_query, describe, frame, new_pod, relay_path, run, runner_token, stats, vm_rss_bytes, wait_stats,
 )
 
 ANSWER = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
@@ -151,14 +151,9 @@ def compression_stats(relay) -> dict:
 
 
 async def wait_compression(relay, pred, what: str, timeout: float = 5.0) -> dict:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = await asyncio.to_thread(compression_stats, relay)
-        if pred(last):
-            return last
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"/stats compression never showed {what} within {timeout} s; last: {last}")
+    """Polls /stats until pred(its compression object)."""
+    s = await wait_stats(relay, lambda s: pred(s.get("compression") or {}), timeout, f"compression {what}")
+    return s["compression"]
 
 
 # Terminal output: build logs with ANSI colours, as a runner's PTY sends them.
