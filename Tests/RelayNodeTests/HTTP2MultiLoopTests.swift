@@ -18,14 +18,7 @@ import Framing
         private var out: [Int32: [UInt8]] = [:]
 
         init(port: Int) throws {
-            fd = try Socket.connect(to: SocketAddress(host: "127.0.0.1", port: port))
-            var flags = fcntl(fd, F_GETFL)
-            flags &= ~O_NONBLOCK
-            _ = fcntl(fd, F_SETFL, flags)
-            var tv = timeval(tv_sec: 10, tv_usec: 0)      // a generous deadline, not a measurement
-            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-            var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-            _ = poll(&p, 1, 10_000)
+            fd = try blockingLoopbackSocket(port: port)
             session = HTTP2Session(role: .client, delegate: self)
             session.send()
         }

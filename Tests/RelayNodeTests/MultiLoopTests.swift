@@ -17,15 +17,7 @@ import Framing
         private(set) var messages: [[UInt8]] = []
 
         init(port: Int, target: String) throws {
-            fd = try Socket.connect(to: SocketAddress(host: "127.0.0.1", port: port))
-            var flags = fcntl(fd, F_GETFL)
-            flags &= ~O_NONBLOCK
-            _ = fcntl(fd, F_SETFL, flags)
-            var tv = timeval(tv_sec: 10, tv_usec: 0)      // a generous deadline, not a measurement
-            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-            // Wait for the nonblocking connect to finish.
-            var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-            _ = poll(&p, 1, 10_000)
+            fd = try blockingLoopbackSocket(port: port)
             write(Array("GET \(target) HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".utf8))
             while Peer.find([13, 10, 13, 10], in: buffered) == nil {
                 guard readSome() else { throw SystemError("handshake", code: ECONNRESET) }

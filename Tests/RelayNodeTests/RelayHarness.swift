@@ -91,6 +91,21 @@ final class RelayHarness {
     }
 }
 
+/// A connected, blocking client socket to 127.0.0.1:`port` whose reads
+/// give up after 10 s (a generous deadline, not a measurement).
+func blockingLoopbackSocket(port: Int) throws -> Int32 {
+    let fd = try Socket.connect(to: SocketAddress(host: "127.0.0.1", port: port))
+    var flags = fcntl(fd, F_GETFL)
+    flags &= ~O_NONBLOCK
+    _ = fcntl(fd, F_SETFL, flags)
+    var tv = timeval(tv_sec: 10, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    // Wait for the nonblocking connect to finish.
+    var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+    _ = poll(&p, 1, 10_000)
+    return fd
+}
+
 /// A relay on real threads and a loopback port (for the multi-loop tests
 /// `scripts/tsan.sh` runs); `body` runs while it serves, then it stops.
 func withRealServer(loops: Int = 2, _ configure: (inout RelaySettings) -> Void = { _ in },
